@@ -1,0 +1,100 @@
+"""The ``compatmatrix`` command line. Errors are caught once, here, and printed for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+from . import __version__
+from ._table import format_table
+from .errors import CompatError
+from .interpreters import InterpreterFinder
+from .plan import Cell, plan_cells
+from .spec import NONE, Matrix, load_matrix
+
+__all__ = ["main"]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+        return result
+    except CompatError as error:
+        print(f"compatmatrix: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("compatmatrix: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compatmatrix",
+        description="Which Python x torch x CUDA x vLLM x extras combinations really work.",
+    )
+    parser.add_argument("--version", action="version", version=f"compatmatrix {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", required=True)
+
+    plan = commands.add_parser(
+        "plan", help="print the cells of the matrix",
+        description="Print the cells of the matrix: id, axis values, build key and the "
+                    "interpreter each cell will use.")
+    _add_matrix_option(plan)
+    plan.add_argument("--json", action="store_true",
+                      help="a JSON array, one object per cell (id, axes, build_key, interpreter)")
+    plan.set_defaults(handler=_cmd_plan)
+    return parser
+
+
+def _add_matrix_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), metavar="FILE",
+                        help="the matrix file (default: ./matrix.yaml)")
+
+
+def _finder(matrix: Matrix) -> InterpreterFinder:
+    return InterpreterFinder(os.environ, dict(matrix.interpreters))
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix)
+    cells = plan_cells(matrix)
+    finder = _finder(matrix)
+    if args.json:
+        print(json.dumps([_plan_json(cell, finder) for cell in cells], indent=2))
+        return 0
+    print(_plan_table(matrix, cells, finder))
+    return 0
+
+
+def _plan_json(cell: Cell, finder: InterpreterFinder) -> dict[str, object]:
+    data = cell.to_json()
+    interpreter = finder.find(cell.python)
+    data["interpreter"] = (
+        {"path": str(interpreter.path), "version": interpreter.full_version,
+         "source": interpreter.source} if interpreter.path else None)
+    if not interpreter.found:
+        data["unavailable"] = interpreter.problem
+    return data
+
+
+def _plan_table(matrix: Matrix, cells: list[Cell], finder: InterpreterFinder) -> str:
+    names = [axis.name for axis in matrix.axes]
+    header = ["cell", *names, "build key", "interpreter"]
+    rows = []
+    for cell in cells:
+        values = ["-" if v == NONE else v for _, v in cell.axes]
+        rows.append([cell.id, *values, cell.build_key, finder.find(cell.python).describe()])
+    text = format_table(header, rows)
+    builds = len({cell.build_key for cell in cells})
+    text += f"\n\n{len(cells)} cells, {builds} build keys"
+    missing = sorted({cell.python for cell in cells if not finder.find(cell.python).found})
+    for version in missing:
+        text += f"\nunavailable: Python {version}: {finder.find(version).problem}"
+    return text

@@ -1,0 +1,166 @@
+"""Find a Python X.Y on this machine without downloading anything and without hanging.
+
+Order: an explicit override (environment variable ``COMPATMATRIX_PYTHON_3_11``, then the
+matrix's ``interpreters`` key), ``pythonX.Y`` on PATH, pyenv's version folders, uv's managed
+Pythons. Each candidate is probed in a subprocess with a timeout, so a broken or
+shimmed executable is skipped rather than trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+__all__ = ["Interpreter", "InterpreterFinder", "override_variable"]
+
+PROBE_TIMEOUT = 10.0
+_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+_PATCH_DIR = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_UV_DIR = re.compile(r"^cpython-(\d+)\.(\d+)\.(\d+)-[^+]*$")
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The result of looking for one Python version: a path, or why there is none."""
+
+    version: str
+    path: Optional[Path]
+    source: str  # override, PATH, pyenv, uv; "" when missing
+    full_version: str = ""
+    problem: str = ""
+
+    @property
+    def found(self) -> bool:
+        return self.path is not None
+
+    def describe(self) -> str:
+        if self.path is None:
+            return "missing"
+        return f"{self.path} ({self.full_version}, {self.source})"
+
+
+def override_variable(version: str) -> str:
+    return "COMPATMATRIX_PYTHON_" + version.replace(".", "_")
+
+
+Probe = Callable[[Path], Optional[str]]
+
+
+def probe_version(path: Path, timeout: float = PROBE_TIMEOUT) -> Optional[str]:
+    """X.Y.Z reported by the executable, or None when it does not run within the timeout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYENV_VERSION"))}
+    try:
+        done = subprocess.run([str(path), "-I", "-c", _PROBE], capture_output=True, text=True,
+                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+class InterpreterFinder:
+    """Looks up interpreters once per version; environment and overrides are injected."""
+
+    def __init__(self, env: Mapping[str, str], overrides: Optional[Mapping[str, str]] = None,
+                 probe: Probe = probe_version) -> None:
+        self._env = dict(env)
+        self._overrides = dict(overrides or {})
+        self._probe = probe
+        self._cache: dict[str, Interpreter] = {}
+
+    def find(self, version: str) -> Interpreter:
+        if version not in self._cache:
+            self._cache[version] = self._find(version)
+        return self._cache[version]
+
+    def _find(self, version: str) -> Interpreter:
+        explicit = self._explicit(version)
+        if explicit is not None:
+            return explicit
+        for source, path in self._candidates(version):
+            full = self._probe(path)
+            if full is not None and _minor(full) == version:
+                return Interpreter(version, path, source, full)
+        return Interpreter(version, None, "", problem=self._missing_reason(version))
+
+    def _explicit(self, version: str) -> Optional[Interpreter]:
+        variable = override_variable(version)
+        for source, raw in ((variable, self._env.get(variable)),
+                            ("matrix.yaml interpreters", self._overrides.get(version))):
+            if not raw:
+                continue
+            path = Path(os.path.expanduser(_expand(raw, self._env)))
+            full = self._probe(path)
+            if full is None:
+                return Interpreter(version, None, "", problem=(
+                    f"{source} points at {path}, which does not run; fix or unset it"))
+            if _minor(full) != version:
+                return Interpreter(version, None, "", problem=(
+                    f"{source} points at {path}, which is Python {full}, not {version}"))
+            return Interpreter(version, path, "override", full)
+        return None
+
+    def _candidates(self, version: str) -> Iterator[tuple[str, Path]]:
+        shims = self._pyenv_root() / "shims" if self._pyenv_root() else None
+        for folder in self._env.get("PATH", "").split(os.pathsep):
+            if folder and (shims is None or Path(folder) != shims):
+                candidate = Path(folder) / f"python{version}"
+                if candidate.is_file() and os.access(candidate, os.X_OK):
+                    yield "PATH", candidate
+        yield from self._versioned(self._pyenv_versions(), _PATCH_DIR, version, "pyenv")
+        yield from self._versioned(self._uv_root(), _UV_DIR, version, "uv")
+
+    @staticmethod
+    def _versioned(root: Optional[Path], pattern: re.Pattern[str], version: str,
+                   source: str) -> Iterator[tuple[str, Path]]:
+        if root is None or not root.is_dir():
+            return
+        found = []
+        for entry in root.iterdir():
+            match = pattern.match(entry.name)
+            if match and f"{match[1]}.{match[2]}" == version:
+                found.append((int(match[3]), entry / "bin" / f"python{version}"))
+        for _, path in sorted(found, reverse=True):  # newest patch release first
+            if path.is_file():
+                yield source, path
+
+    def _pyenv_root(self) -> Optional[Path]:
+        if self._env.get("PYENV_ROOT"):
+            return Path(self._env["PYENV_ROOT"])
+        home = self._env.get("HOME")
+        if home and (Path(home) / ".pyenv").is_dir():
+            return Path(home) / ".pyenv"
+        return None
+
+    def _pyenv_versions(self) -> Optional[Path]:
+        root = self._pyenv_root()
+        return root / "versions" if root else None
+
+    def _uv_root(self) -> Optional[Path]:
+        if self._env.get("UV_PYTHON_INSTALL_DIR"):
+            return Path(self._env["UV_PYTHON_INSTALL_DIR"])
+        data = self._env.get("XDG_DATA_HOME") or (
+            str(Path(self._env["HOME"]) / ".local" / "share") if self._env.get("HOME") else "")
+        return Path(data) / "uv" / "python" if data else None
+
+    def _missing_reason(self, version: str) -> str:
+        looked = ["PATH"]
+        if (pyenv := self._pyenv_versions()) is not None:
+            looked.append(f"pyenv ({pyenv})")
+        if (uv := self._uv_root()) is not None:
+            looked.append(f"uv ({uv})")
+        return (f"no Python {version} found (looked in {', '.join(looked)}); install it with "
+                f"'pyenv install {version}' or 'uv python install {version}', or set "
+                f"{override_variable(version)}=/path/to/python{version}")
+
+
+def _minor(full: str) -> str:
+    return ".".join(full.split(".")[:2])
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m[1], m[0]), text)

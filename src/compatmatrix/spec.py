@@ -1,0 +1,534 @@
+"""matrix.yaml, parsed once into frozen values.
+
+Everything downstream receives a :class:`Matrix`; nothing re-reads the file.
+Validation errors are :class:`~compatmatrix.errors.SpecError` with file, line
+and column.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from . import _yaml
+from ._fields import (
+    as_bool,
+    as_int,
+    as_list,
+    as_map,
+    as_scalar_text,
+    as_str_list,
+    check_keys,
+)
+from ._yaml import YMap, YScalar, YSeq, YValue
+from .errors import Location, SpecError, did_you_mean
+
+__all__ = [
+    "NONE",
+    "Axis",
+    "CIConfig",
+    "Gate",
+    "Indexes",
+    "Matrix",
+    "Project",
+    "Quarantine",
+    "Suite",
+    "load_matrix",
+    "package_requirement",
+    "parse_matrix",
+]
+
+NONE = "none"
+SPECIAL_AXES = ("python", "cuda", "extras")
+KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130",
+                  "rocm6.3", "rocm6.4")
+STAGES = ("resolve", "build", "audit", "install", "identity", "suite")
+TOP_KEYS = ("version", "project", "axes", "include", "exclude", "indexes", "suites",
+            "gate", "ci", "interpreters", "timeouts")
+_PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
+_VARIANT_RE = re.compile(r"^(cpu|cu\d{3,4}|rocm\d+(\.\d+)*)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_OPERATORS = ("==", "!=", "<=", ">=", "~=", "<", ">", "===")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A named list of values. ``kind`` is python, cuda, extras or package."""
+
+    name: str
+    kind: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Project:
+    path: Path
+    import_name: str
+    abi3: Optional[SpecifierSet]  # torch versions built abi3; None: never
+    build_torch_attr: Optional[str]
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """Where each CUDA variant of torch comes from, plus extra find-links folders.
+
+    ``variants`` maps a variant to an index URL, or to ``"pypi"`` for the default index.
+    ``find_links`` entries may hold ``$VARS`` and the word ``pip-config`` (pip's own
+    configured find-links); they are expanded when a cell runs, not here.
+    """
+
+    variants: tuple[tuple[str, str], ...] = ()
+    find_links: tuple[str, ...] = ()
+
+    def url_for(self, variant: str) -> Optional[str]:
+        return dict(self.variants).get(variant)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    paths: tuple[str, ...]
+    workers: str = "1"  # "auto" or a number; "1" runs without xdist
+    gpu: Optional[str] = None  # GPU kind the suite needs (e.g. "h100")
+    args: tuple[str, ...] = ()
+    timeout: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    test: str
+    reason: str
+    expires: _dt.date
+
+
+@dataclass(frozen=True)
+class Gate:
+    required: tuple[tuple[tuple[str, str], ...], ...] = ()
+    fail_on_incompatible: bool = False
+    fail_on_new: bool = False
+    quarantine: tuple[Quarantine, ...] = ()
+
+
+@dataclass(frozen=True)
+class Runner:
+    github: tuple[str, ...]
+    buildkite: Optional[str]
+
+
+@dataclass(frozen=True)
+class CIConfig:
+    """GPU kind (and ``cpu``) -> where its cells run on each CI system."""
+
+    runners: tuple[tuple[str, Runner], ...] = (("cpu", Runner(("ubuntu-latest",), None)),)
+    timeout_minutes: int = 90
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A validated matrix.yaml. ``path`` is the file; relative paths are relative to it."""
+
+    path: Path
+    project: Project
+    axes: tuple[Axis, ...]
+    include: tuple[tuple[tuple[str, str], ...], ...] = ()
+    exclude: tuple[tuple[tuple[str, str], ...], ...] = ()
+    indexes: Indexes = field(default_factory=Indexes)
+    suites: tuple[Suite, ...] = ()
+    gate: Gate = field(default_factory=Gate)
+    ci: CIConfig = field(default_factory=CIConfig)
+    interpreters: tuple[tuple[str, str], ...] = ()
+    timeouts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def axis(self, name: str) -> Optional[Axis]:
+        for axis in self.axes:
+            if axis.name == name:
+                return axis
+        return None
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Read and validate ``path``; raises SpecError (exit code 2) on any mistake."""
+    if not path.is_file():
+        raise SpecError(Location(path, 1, 1), "matrix file not found",
+                        "pass --matrix FILE or run from the folder that holds matrix.yaml")
+    return parse_matrix(path.read_text(encoding="utf-8"), path)
+
+
+def parse_matrix(text: str, path: Path) -> Matrix:
+    root_node = _yaml.load(path, text)
+    if root_node is None:
+        raise SpecError(Location(path, 1, 1), "the matrix file is empty",
+                        "start with 'version: 1', 'project:' and 'axes:'")
+    root = as_map(root_node, "the top level of matrix.yaml")
+    check_keys(root, "matrix.yaml", TOP_KEYS, required=("version", "project", "axes"))
+    _check_version(_get(root, "version"))
+    project = _parse_project(_get(root, "project"), path.parent)
+    axes = _parse_axes(_get(root, "axes"))
+    return Matrix(
+        path=path,
+        project=project,
+        axes=axes,
+        include=_parse_entries(root.get("include"), "include", axes, concrete=True),
+        exclude=_parse_entries(root.get("exclude"), "exclude", axes, concrete=False),
+        indexes=_parse_indexes(root.get("indexes")),
+        suites=_parse_suites(root.get("suites")),
+        gate=_parse_gate(root.get("gate"), axes),
+        ci=_parse_ci(root.get("ci")),
+        interpreters=_parse_interpreters(root.get("interpreters")),
+        timeouts=_parse_timeouts(root.get("timeouts")),
+    )
+
+
+def _get(mapping: YMap, key: str) -> YValue:
+    value = mapping.get(key)
+    assert value is not None  # check_keys made sure of it
+    return value
+
+
+def _check_version(value: YValue) -> None:
+    if not (isinstance(value, YScalar) and value.kind == "int" and value.text == "1"):
+        raise SpecError(value.at, f"unsupported matrix version {getattr(value, 'text', '')!r}",
+                        "this compatmatrix reads 'version: 1'")
+
+
+def _parse_project(value: YValue, root: Path) -> Project:
+    mapping = as_map(value, "project")
+    check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr"),
+               required=("path", "import"))
+    rel = as_scalar_text(_get(mapping, "path"), "project.path")
+    path = (root / rel).resolve()
+    if not path.is_dir():
+        raise SpecError(_get(mapping, "path").at, f"project.path {rel!r} is not a folder",
+                        "give the folder that holds the package's pyproject.toml, "
+                        "relative to matrix.yaml")
+    import_name = as_scalar_text(_get(mapping, "import"), "project.import")
+    abi3_node = mapping.get("abi3")
+    attr_node = mapping.get("build_torch_attr")
+    return Project(
+        path=path,
+        import_name=import_name,
+        abi3=_parse_abi3(abi3_node) if abi3_node is not None else None,
+        build_torch_attr=as_scalar_text(attr_node, "project.build_torch_attr")
+        if attr_node is not None else None,
+    )
+
+
+def _parse_abi3(value: YValue) -> Optional[SpecifierSet]:
+    if isinstance(value, YScalar) and value.kind == "bool":
+        return SpecifierSet() if as_bool(value, "project.abi3") else None
+    text = as_scalar_text(value, "project.abi3")
+    return _specifier(text, value.at, "project.abi3 (true, false, or a torch specifier)")
+
+
+def _specifier(text: str, at: Location, what: str) -> SpecifierSet:
+    try:
+        spec = SpecifierSet(text)
+    except InvalidSpecifier:
+        raise SpecError(at, f"{what}: {text!r} is not a valid PEP 440 specifier",
+                        "write e.g. '>=2.6' or '>=2.9,<2.10'") from None
+    if not text.strip():
+        raise SpecError(at, f"{what} must not be empty")
+    return spec
+
+
+def _parse_axes(value: YValue) -> tuple[Axis, ...]:
+    mapping = as_map(value, "axes")
+    if mapping.get("python") is None:
+        raise SpecError(mapping.at, "axes needs a 'python' axis",
+                        "add e.g. python: [\"3.11\", \"3.12\"]")
+    axes: list[Axis] = []
+    for key, node in mapping.entries:
+        name = key.text
+        if not _NAME_RE.match(name):
+            raise SpecError(key.at, f"axis name {name!r} is not a valid package name")
+        kind = name if name in SPECIAL_AXES else "package"
+        seq = as_list(node, f"axis {name!r}", allow_empty=False)
+        values = tuple(_axis_value(kind, name, item) for item in seq.items)
+        _check_duplicates(kind, name, seq, values)
+        axes.append(Axis(name, kind, values))
+    return tuple(axes)
+
+
+def _axis_value(kind: str, name: str, node: YValue) -> str:
+    """Normalise one axis value as written, validating it for the axis kind."""
+    if kind == "extras":
+        return _extras_value(node)
+    if isinstance(node, YScalar) and node.kind == "null":
+        if kind == "package":
+            return NONE
+        raise SpecError(node.at, f"axis {name!r} cannot hold an empty value")
+    text = as_scalar_text(node, f"a value of axis {name!r}")
+    if kind == "python":
+        if not _PYTHON_RE.match(text):
+            raise SpecError(node.at, f"python value {text!r} is not a version like '3.11'",
+                            "quote versions in YAML: \"3.10\", not 3.10 written as 3.1")
+        return text
+    if kind == "cuda":
+        if not _VARIANT_RE.match(text):
+            raise SpecError(node.at, f"cuda value {text!r} is not a variant",
+                            did_you_mean(text.lower().replace(".", "").replace("cuda", "cu"),
+                                         KNOWN_VARIANTS))
+        return text
+    return _package_value(text, name, node.at)
+
+
+def _package_value(text: str, name: str, at: Location) -> str:
+    if text.lower() == NONE:
+        return NONE
+    if text.startswith(_OPERATORS):
+        _specifier(text, at, f"a value of axis {name!r}")
+        return text
+    if "*" in text:
+        _specifier("==" + text, at, f"a value of axis {name!r}")
+        return "==" + text
+    try:
+        Version(text)
+    except InvalidVersion:
+        raise SpecError(at, f"{text!r} is not a version or specifier for axis {name!r}",
+                        "write an exact version ('2.13.0'), a specifier ('>=2.9,<2.10'), "
+                        "or 'none' for not installed") from None
+    return text
+
+
+def _extras_value(node: YValue) -> str:
+    if isinstance(node, YScalar) and node.kind == "null":
+        return NONE
+    if isinstance(node, YSeq):
+        names = as_str_list(node, "an extras combination", allow_empty=False)
+    else:
+        names = tuple(re.split(r"[+,]", as_scalar_text(node, "an extras value")))
+    if len(names) == 1 and names[0].strip().lower() == NONE:
+        return NONE
+    normalized = []
+    for raw in names:
+        extra = raw.strip()
+        if not _NAME_RE.match(extra):
+            raise SpecError(node.at, f"{extra!r} is not a valid extra name")
+        normalized.append(canonicalize_name(extra))
+    return "+".join(sorted(set(normalized)))
+
+
+def _check_duplicates(kind: str, name: str, seq: YSeq, values: tuple[str, ...]) -> None:
+    seen: dict[object, str] = {}
+    for node, value in zip(seq.items, values):
+        key: object = value
+        if kind == "package" and value != NONE and not value.startswith(_OPERATORS):
+            key = Version(value)  # 2.13 and 2.13.0 are the same version
+        if key in seen:
+            raise SpecError(node.at, f"duplicate value {value!r} in axis {name!r}",
+                            f"it is the same as {seen[key]!r}; remove one")
+        seen[key] = value
+
+
+def _parse_entries(value: YValue | None, section: str, axes: tuple[Axis, ...],
+                   *, concrete: bool) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """include/exclude/gate.required entries: mappings from axis name to value."""
+    if value is None:
+        return ()
+    by_name = {axis.name: axis for axis in axes}
+    entries = []
+    for item in as_list(value, section).items:
+        mapping = as_map(item, f"each {section} entry")
+        if not mapping.entries:
+            raise SpecError(mapping.at, f"an empty {section} entry matches everything",
+                            "name at least one axis")
+        pairs = []
+        for key, node in mapping.entries:
+            axis = by_name.get(key.text)
+            if axis is None:
+                raise SpecError(key.at, f"{section} names the axis {key.text!r}, "
+                                "which is not in axes", did_you_mean(key.text, by_name))
+            pairs.append((axis.name, _entry_value(axis, node, concrete=concrete)))
+        if concrete:
+            _check_include_complete(mapping, by_name, dict(pairs))
+        entries.append(tuple(pairs))
+    return tuple(entries)
+
+
+def _entry_value(axis: Axis, node: YValue, *, concrete: bool) -> str:
+    if concrete or axis.kind in ("extras",):
+        return _axis_value(axis.kind, axis.name, node)
+    if isinstance(node, YScalar) and node.kind == "null":
+        return _axis_value(axis.kind, axis.name, node)
+    text = as_scalar_text(node, f"a value for axis {axis.name!r}")
+    if axis.kind == "python" and text.startswith(_OPERATORS):
+        _specifier(text, node.at, "a python pattern")
+        return text
+    if axis.kind == "cuda" and any(ch in text for ch in "*?["):
+        return text  # a glob over variants, e.g. cu12*
+    return _axis_value(axis.kind, axis.name, node)
+
+
+def _check_include_complete(mapping: YMap, by_name: dict[str, Axis],
+                            values: dict[str, str]) -> None:
+    for needed in ("python", "cuda"):
+        if needed in by_name and needed not in values:
+            raise SpecError(mapping.at, f"an include entry must name {needed!r}",
+                            "axes it does not name are 'none'; python and cuda have no "
+                            "'none', so give them")
+
+
+def _parse_indexes(value: YValue | None) -> Indexes:
+    if value is None:
+        return Indexes()
+    mapping = as_map(value, "indexes")
+    variants: list[tuple[str, str]] = []
+    find_links: tuple[str, ...] = ()
+    for key, node in mapping.entries:
+        if key.text == "find_links":
+            find_links = as_str_list(node, "indexes.find_links")
+            continue
+        if not _VARIANT_RE.match(key.text):
+            raise SpecError(key.at, f"unknown key {key.text!r} in indexes",
+                            "keys are CUDA variants (cpu, cu128, ...) or 'find_links'; "
+                            + did_you_mean(key.text, (*KNOWN_VARIANTS, "find_links")))
+        variants.append((key.text, as_scalar_text(node, f"indexes.{key.text}")))
+    return Indexes(tuple(variants), find_links)
+
+
+def _parse_suites(value: YValue | None) -> tuple[Suite, ...]:
+    if value is None:
+        return ()
+    mapping = as_map(value, "suites")
+    suites = []
+    for key, node in mapping.entries:
+        if not _NAME_RE.match(key.text):
+            raise SpecError(key.at, f"suite name {key.text!r} may use only letters, digits, "
+                            "'.', '_' and '-'")
+        suites.append(_parse_suite(key.text, as_map(node, f"suite {key.text!r}")))
+    return tuple(suites)
+
+
+def _parse_suite(name: str, mapping: YMap) -> Suite:
+    what = f"suite {name!r}"
+    check_keys(mapping, what, ("paths", "workers", "requires", "args", "timeout"),
+               required=("paths",))
+    workers = "1"
+    if (node := mapping.get("workers")) is not None:
+        workers = as_scalar_text(node, f"{what}.workers")
+        if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
+            raise SpecError(node.at, f"{what}.workers must be 'auto' or a number >= 1")
+    gpu = None
+    if (node := mapping.get("requires")) is not None:
+        requires = as_map(node, f"{what}.requires")
+        check_keys(requires, f"{what}.requires", ("gpu",), required=("gpu",))
+        gpu = as_scalar_text(_get(requires, "gpu"), f"{what}.requires.gpu").lower()
+    args = as_str_list(mapping.get("args"), f"{what}.args") if mapping.get("args") else ()
+    timeout = mapping.get("timeout")
+    return Suite(
+        name=name,
+        paths=as_str_list(_get(mapping, "paths"), f"{what}.paths", allow_empty=False),
+        workers=workers,
+        gpu=gpu,
+        args=args,
+        timeout=as_int(timeout, f"{what}.timeout", minimum=1) if timeout else None,
+    )
+
+
+def _parse_gate(value: YValue | None, axes: tuple[Axis, ...]) -> Gate:
+    if value is None:
+        return Gate()
+    mapping = as_map(value, "gate")
+    check_keys(mapping, "gate",
+               ("required", "fail_on_incompatible", "fail_on_new", "quarantine"))
+    flags = {name: as_bool(node, f"gate.{name}") for name in
+             ("fail_on_incompatible", "fail_on_new") if (node := mapping.get(name)) is not None}
+    return Gate(
+        required=_parse_entries(mapping.get("required"), "gate.required", axes, concrete=False),
+        quarantine=_parse_quarantine(mapping.get("quarantine")),
+        **flags,
+    )
+
+
+def _parse_quarantine(value: YValue | None) -> tuple[Quarantine, ...]:
+    if value is None:
+        return ()
+    entries = []
+    for item in as_list(value, "gate.quarantine").items:
+        mapping = as_map(item, "each gate.quarantine entry")
+        check_keys(mapping, "gate.quarantine entry", ("test", "reason", "expires"),
+                   required=("test", "reason", "expires"))
+        expires_node = _get(mapping, "expires")
+        expires_text = as_scalar_text(expires_node, "gate.quarantine.expires")
+        try:
+            expires = _dt.date.fromisoformat(expires_text)
+        except ValueError:
+            raise SpecError(expires_node.at, f"expires {expires_text!r} is not a date",
+                            "write it as YYYY-MM-DD") from None
+        entries.append(Quarantine(
+            test=as_scalar_text(_get(mapping, "test"), "gate.quarantine.test"),
+            reason=as_scalar_text(_get(mapping, "reason"), "gate.quarantine.reason"),
+            expires=expires,
+        ))
+    return tuple(entries)
+
+
+def _parse_ci(value: YValue | None) -> CIConfig:
+    if value is None:
+        return CIConfig()
+    mapping = as_map(value, "ci")
+    check_keys(mapping, "ci", ("runners", "timeout_minutes"))
+    runners = dict(CIConfig().runners)
+    if (node := mapping.get("runners")) is not None:
+        for key, runner_node in as_map(node, "ci.runners").entries:
+            runner = as_map(runner_node, f"ci.runners.{key.text}")
+            check_keys(runner, f"ci.runners.{key.text}", ("github", "buildkite"))
+            github = runner.get("github")
+            buildkite = runner.get("buildkite")
+            runners[key.text.lower()] = Runner(
+                github=as_str_list(github, f"ci.runners.{key.text}.github", allow_empty=False)
+                if github is not None else (),
+                buildkite=as_scalar_text(buildkite, f"ci.runners.{key.text}.buildkite")
+                if buildkite is not None else None,
+            )
+    timeout = mapping.get("timeout_minutes")
+    return CIConfig(
+        runners=tuple(sorted(runners.items())),
+        timeout_minutes=as_int(timeout, "ci.timeout_minutes", minimum=1) if timeout else 90,
+    )
+
+
+def _parse_interpreters(value: YValue | None) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    mapping = as_map(value, "interpreters")
+    pairs = []
+    for key, node in mapping.entries:
+        if not _PYTHON_RE.match(key.text):
+            raise SpecError(key.at, f"interpreters key {key.text!r} is not a Python version",
+                            "keys are versions like \"3.11\" (quoted)")
+        pairs.append((key.text, as_scalar_text(node, f"interpreters.{key.text}")))
+    return tuple(pairs)
+
+
+def _parse_timeouts(value: YValue | None) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    mapping = as_map(value, "timeouts")
+    check_keys(mapping, "timeouts", STAGES)
+    return tuple((key.text, as_int(node, f"timeouts.{key.text}", minimum=1))
+                 for key, node in mapping.entries)
+
+
+def package_requirement(name: str, value: str) -> Optional[str]:
+    """The PEP 508 requirement for a package axis value; None when it is 'none'."""
+    if value == NONE:
+        return None
+    if value.startswith(_OPERATORS):
+        return f"{name}{value}"
+    return f"{name}=={value}"
+
+
+def is_specifier(value: str) -> bool:
+    return value.startswith(_OPERATORS)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import MINIMAL, WriteMatrix
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "compatmatrix", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_plan_json_lists_cells_with_ids_axes_and_build_keys(write_matrix: WriteMatrix,
+                                                            tmp_path: Path) -> None:
+    write_matrix(MINIMAL.replace('["3.11"]', '["3.11"]\n  vllm: [none, "0.30.0"]'))
+    done = run_cli("plan", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    cells = json.loads(done.stdout)
+    assert [c["id"] for c in cells] == ["py3.11", "py3.11-vllm0.30.0"]
+    assert cells[0]["axes"] == {"python": "3.11", "vllm": None}
+    assert cells[1]["build_key"] == "cp311"
+    assert "interpreter" in cells[0]
+
+
+def test_plan_table_shows_interpreters(write_matrix: WriteMatrix, tmp_path: Path) -> None:
+    path = write_matrix(MINIMAL)
+    done = run_cli("plan", "--matrix", str(path), cwd=Path("/"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["cell", "python", "build", "key", "interpreter"]
+    assert lines[2].startswith("py3.11 ")
+    assert "1 cells, 1 build keys" in done.stdout
+
+
+@pytest.mark.parametrize("text", [
+    "version: 1\nproject: {path: pkg, import: pkg}\naxes: {pyton: ['3.11']}\n",
+    "version: 1\nproject: [\n",
+    "version: 2\n",
+])
+def test_bad_matrix_exits_2_without_traceback(write_matrix: WriteMatrix, tmp_path: Path,
+                                              text: str) -> None:
+    write_matrix(text)
+    done = run_cli("plan", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "matrix.yaml:" in done.stderr and "error:" in done.stderr
+
+
+def test_missing_matrix_file_exits_2(tmp_path: Path) -> None:
+    done = run_cli("plan", "--matrix", "nope.yaml", cwd=tmp_path)
+    assert done.returncode == 2 and "matrix file not found" in done.stderr
