@@ -14,7 +14,10 @@ from . import __version__
 from ._table import format_table
 from .errors import CompatError
 from .interpreters import InterpreterFinder
+from .orchestrate import make_context, run_cells, select_cells
 from .plan import Cell, plan_cells
+from .results import CellRecord, Status
+from .workdir import WorkDir
 from .spec import NONE, Matrix, load_matrix
 
 __all__ = ["main"]
@@ -50,6 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true",
                       help="a JSON array, one object per cell (id, axes, build_key, interpreter)")
     plan.set_defaults(handler=_cmd_plan)
+
+    run = commands.add_parser(
+        "run", help="run cells end to end (resolve, build, audit, install, identity, suites)",
+        description="Run cells end to end and write one record per cell to "
+                    "WORKDIR/results/<cell id>.json. Exit 0 when every cell ran to a record "
+                    "(whatever its status), 1 when a cell failed or errored.")
+    _add_matrix_option(run)
+    run.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                     help="where wheels, venvs, logs, JUnit and records go "
+                          "(default: .compatmatrix/ beside matrix.yaml)")
+    run.add_argument("--cell", action="append", default=[], metavar="ID",
+                     help="run only this cell (an id or a glob; repeatable)")
+    run.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="CPU budget for builds and test workers (default: number of cores)")
+    run.set_defaults(handler=_cmd_run)
     return parser
 
 
@@ -71,6 +89,24 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 0
     print(_plan_table(matrix, cells, finder))
     return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix.resolve())
+    workdir = args.workdir or matrix.root / ".compatmatrix"
+    ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs)
+    cells = select_cells(ctx.cells, args.cell)
+    records = run_cells(ctx, cells, progress=lambda line: print(line, flush=True))
+    print()
+    print(summary_table(records, ctx.workdir))
+    bad = [r for r in records if r.status in (Status.FAILED, Status.ERROR)]
+    return 1 if bad else 0
+
+
+def summary_table(records: Sequence[CellRecord], workdir: WorkDir) -> str:
+    rows = [[r.cell, r.status.value, r.stage or "", (r.reason.splitlines() or [""])[0][:70],
+             str(workdir.logs(r.cell))] for r in records]
+    return format_table(["cell", "status", "stage", "reason", "logs"], rows)
 
 
 def _plan_json(cell: Cell, finder: InterpreterFinder) -> dict[str, object]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -55,6 +56,7 @@ TOP_KEYS = ("version", "project", "axes", "include", "exclude", "indexes", "suit
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
 _VARIANT_RE = re.compile(r"^(cpu|cu\d{3,4}|rocm\d+(\.\d+)*)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+DEFAULT_TEST_REQUIRES = ("pytest>=7", "pytest-xdist>=3")
 _OPERATORS = ("==", "!=", "<=", ">=", "~=", "<", ">", "===")
 
 
@@ -73,6 +75,7 @@ class Project:
     import_name: str
     abi3: Optional[SpecifierSet]  # torch versions built abi3; None: never
     build_torch_attr: Optional[str]
+    test_requires: tuple[str, ...] = DEFAULT_TEST_REQUIRES
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,8 @@ def _check_version(value: YValue) -> None:
 
 def _parse_project(value: YValue, root: Path) -> Project:
     mapping = as_map(value, "project")
-    check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr"),
-               required=("path", "import"))
+    check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr",
+                                    "test_requires"), required=("path", "import"))
     rel = as_scalar_text(_get(mapping, "path"), "project.path")
     path = (root / rel).resolve()
     if not path.is_dir():
@@ -215,13 +218,28 @@ def _parse_project(value: YValue, root: Path) -> Project:
     import_name = as_scalar_text(_get(mapping, "import"), "project.import")
     abi3_node = mapping.get("abi3")
     attr_node = mapping.get("build_torch_attr")
+    tests_node = mapping.get("test_requires")
+    test_requires = DEFAULT_TEST_REQUIRES
+    if tests_node is not None:
+        test_requires = as_str_list(tests_node, "project.test_requires")
+        for text in test_requires:
+            _requirement(text, tests_node.at, "project.test_requires")
     return Project(
         path=path,
         import_name=import_name,
         abi3=_parse_abi3(abi3_node) if abi3_node is not None else None,
         build_torch_attr=as_scalar_text(attr_node, "project.build_torch_attr")
         if attr_node is not None else None,
+        test_requires=test_requires,
     )
+
+
+def _requirement(text: str, at: Location, what: str) -> None:
+    try:
+        Requirement(text)
+    except InvalidRequirement as exc:
+        raise SpecError(at, f"{what}: {text!r} is not a valid requirement ({exc})",
+                        "write e.g. 'pytest>=8' or 'numpy'") from None
 
 
 def _parse_abi3(value: YValue) -> Optional[SpecifierSet]:

@@ -1,0 +1,179 @@
+"""Stage 5, identity: inside the cell's venv, check that it really is the cell.
+
+Facts are gathered in one subprocess that does not import the extension, so that an
+extension whose import dies (undefined symbol, segfault) cannot take the facts with it; the
+import runs in a second subprocess with faulthandler on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from . import _cmd
+from .spec import NONE, is_specifier
+
+__all__ = ["IdentityResult", "check_identity", "expected_cuda"]
+
+_FACTS = r"""
+import importlib.metadata as md, json, sys
+names = json.loads(sys.argv[1])
+facts = {"python": "%d.%d.%d" % sys.version_info[:3], "packages": {}}
+for name in names:
+    try:
+        facts["packages"][name] = md.version(name)
+    except md.PackageNotFoundError:
+        facts["packages"][name] = None
+try:
+    import torch
+    facts["torch"] = torch.__version__
+    facts["torch_cuda"] = torch.version.cuda
+    facts["torch_hip"] = getattr(torch.version, "hip", None)
+except Exception as exc:
+    facts["torch_error"] = "%s: %s" % (type(exc).__name__, exc)
+print("COMPATMATRIX-FACTS " + json.dumps(facts))
+"""
+
+_IMPORT = r"""
+import importlib, json, sys
+module = importlib.import_module(sys.argv[1])
+attr = sys.argv[2]
+value = None
+if attr:
+    mod_name, _, name = attr.rpartition(".")
+    value = getattr(importlib.import_module(mod_name), name)
+print("COMPATMATRIX-IMPORT " + json.dumps({"build_torch": value}))
+"""
+
+
+@dataclass(frozen=True)
+class IdentityResult:
+    ok: bool
+    facts: dict[str, Any] = field(default_factory=dict)
+    mismatches: tuple[str, ...] = ()
+    import_error: str = ""
+    built_with_torch: Optional[str] = None
+    running_torch: Optional[str] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"facts": self.facts, "mismatches": list(self.mismatches),
+                "import_error": self.import_error, "built_with_torch": self.built_with_torch,
+                "running_torch": self.running_torch}
+
+
+def expected_cuda(variant: Optional[str]) -> Optional[str]:
+    """cu130 -> "13.0", cu128 -> "12.8", cpu -> None (torch.version.cuda)."""
+    if variant is None or not variant.startswith("cu"):
+        return None
+    digits = variant[2:]
+    return f"{digits[:-1]}.{digits[-1]}"
+
+
+def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: Sequence[str],
+                   import_name: str, build_torch_attr: Optional[str],
+                   wheel_torch: Optional[str], log: Path, timeout: float) -> IdentityResult:
+    names = sorted({canonicalize_name(n) for n in package_axes} | {"torch"})
+    facts_run = _cmd.run([str(python), "-X", "faulthandler", "-c", _FACTS, json.dumps(names)],
+                         log=log, timeout=timeout)
+    facts = _tagged(facts_run.output, "COMPATMATRIX-FACTS")
+    if facts is None:
+        return IdentityResult(False, {}, (f"could not inspect the venv: exit "
+                                          f"{facts_run.returncode}",),
+                              _tail(facts_run.output))
+    running = facts.get("torch")
+    mismatches = list(_mismatches(facts, cell_axes, package_axes))
+    imported = _cmd.run([str(python), "-X", "faulthandler", "-c", _IMPORT, import_name,
+                         build_torch_attr or ""], log=log, timeout=timeout)
+    data = _tagged(imported.output, "COMPATMATRIX-IMPORT")
+    built = wheel_torch
+    import_error = ""
+    if data is None:
+        import_error = _import_error(imported)
+    else:
+        built = data.get("build_torch") or wheel_torch
+        if running and built and built != running:
+            mismatches.append(f"the extension was built against torch {built} "
+                              f"but torch {running} is running")
+    return IdentityResult(not mismatches and not import_error, facts, tuple(mismatches),
+                          import_error, built, running)
+
+
+def _mismatches(facts: Mapping[str, Any], axes: Mapping[str, str],
+                package_axes: Sequence[str]) -> list[str]:
+    found = []
+    python = axes.get("python")
+    if python and not str(facts["python"]).startswith(python + "."):
+        found.append(f"python is {facts['python']}, the cell says {python}")
+    packages = facts.get("packages", {})
+    for name in package_axes:
+        want = axes.get(name, NONE)
+        have = packages.get(canonicalize_name(name))
+        problem = _version_problem(name, want, have)
+        if problem:
+            found.append(problem)
+    variant = axes.get("cuda")
+    if variant is not None and "torch" in facts:
+        found += _variant_problem(variant, facts)
+    if "torch_error" in facts and axes.get("torch", NONE) != NONE:
+        found.append(f"torch does not import: {facts['torch_error']}")
+    return found
+
+
+def _version_problem(name: str, want: str, have: Optional[str]) -> Optional[str]:
+    if want == NONE:
+        return f"{name} {have} is installed, the cell says none" if have else None
+    if have is None:
+        return f"{name} is not installed, the cell says {want}"
+    try:
+        version = Version(have)
+        ok = (SpecifierSet(want).contains(version, prereleases=True) if is_specifier(want)
+              else version.release == Version(want).release
+              and version.public == Version(want).public)
+    except InvalidVersion:
+        ok = have == want
+    return None if ok else f"{name} is {have}, the cell says {want}"
+
+
+def _variant_problem(variant: str, facts: Mapping[str, Any]) -> list[str]:
+    cuda, hip = facts.get("torch_cuda"), facts.get("torch_hip")
+    if variant == "cpu":
+        return [] if not cuda and not hip else [
+            f"torch is a CUDA {cuda} build, the cell says cpu" if cuda else
+            f"torch is a ROCm {hip} build, the cell says cpu"]
+    if variant.startswith("rocm"):
+        return [] if hip and hip.startswith(variant[4:]) else [
+            f"torch's ROCm is {hip}, the cell says {variant}"]
+    want = expected_cuda(variant)
+    return [] if cuda == want else [f"torch's CUDA is {cuda or 'none (a CPU build)'}, "
+                                    f"the cell says {variant} (CUDA {want})"]
+
+
+def _tagged(output: str, tag: str) -> Optional[dict[str, Any]]:
+    for line in output.splitlines():
+        if line.startswith(tag + " "):
+            value: dict[str, Any] = json.loads(line[len(tag) + 1:])
+            return value
+    return None
+
+
+def _import_error(result: _cmd.CommandResult) -> str:
+    if result.timed_out:
+        return "importing the extension hung (timed out)"
+    if result.returncode < 0:
+        signal_name = {-11: "SIGSEGV", -6: "SIGABRT", -7: "SIGBUS", -4: "SIGILL"}.get(
+            result.returncode, f"signal {-result.returncode}")
+        return f"importing the extension crashed ({signal_name}):\n{_tail(result.output)}"
+    return _tail(result.output)
+
+
+def _tail(output: str, lines: int = 12) -> str:
+    kept = [line for line in output.splitlines() if line.strip()]
+    errors = [line for line in kept if "Error" in line or "undefined symbol" in line]
+    return "\n".join(errors[-3:] if errors else kept[-lines:])

@@ -1,0 +1,196 @@
+"""Stage 1, resolve: the cell's whole requirement set, compiled by uv at the cell's Python.
+
+The resolved pins are the cell's lock. An unsatisfiable set is ``incompatible`` with uv's
+explanation kept verbatim; an index or build that is not reachable here is ``unavailable``.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from . import _cmd
+from .plan import Cell
+from .project import ProjectMeta
+from .spec import NONE, Matrix, is_specifier, package_requirement
+
+__all__ = [
+    "Resolution",
+    "Sources",
+    "cell_requirements",
+    "pin_line",
+    "resolve_cell",
+    "torch_requirement",
+    "uv_source_args",
+]
+
+UNSATISFIABLE = ("No solution found", "requirements are unsatisfiable")
+NETWORK = ("error sending request", "Failed to fetch", "dns error", "Connect", "timed out",
+           "Could not connect", "Network is unreachable")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a cell's packages come from: PyPI, the variant's index, find-links folders."""
+
+    index_url: Optional[str]
+    find_links: tuple[str, ...]
+    note: str = ""  # e.g. why the variant's index is not used
+
+
+@dataclass(frozen=True)
+class Resolution:
+    status: str  # ok, incompatible, unavailable, failed
+    pins: dict[str, str]
+    requirements: tuple[str, ...]
+    explanation: str = ""
+    sources: Optional[Sources] = None
+    duration: float = 0.0
+
+
+def torch_requirement(value: str, variant: Optional[str], index_url: Optional[str]) -> str:
+    """The torch pin for a cell, precise about the CUDA variant.
+
+    ``torch==2.13.0`` also matches ``2.13.0+cpu``, and a find-links folder holding the CPU
+    build would win over PyPI's CUDA build. So a variant index gets ``==X+variant`` and
+    PyPI's own (unlabelled) build gets arbitrary equality ``===X``.
+    """
+    if is_specifier(value) or variant is None or "+" in value:
+        return package_requirement("torch", value) or "torch"
+    if index_url is None:
+        return f"torch==={value}"
+    return f"torch=={value}+{variant}"
+
+
+def pin_line(name: str, version: str) -> str:
+    """A lock line; unlabelled torch builds use ``===`` for the reason given above."""
+    if canonicalize_name(name) == "torch" and "+" not in version:
+        return f"{name}==={version}"
+    return f"{name}=={version}"
+
+
+def cell_requirements(matrix: Matrix, cell: Cell, meta: ProjectMeta,
+                      index_url: Optional[str]) -> list[str]:
+    reqs = list(meta.dependencies) if not meta.dynamic_dependencies else []
+    extras = cell.value("extras")
+    if extras and extras != NONE:
+        for extra in extras.split("+"):
+            reqs += meta.extra(extra)
+    for axis in matrix.axes:
+        value = cell.value(axis.name) or NONE
+        if axis.kind != "package" or value == NONE:
+            continue
+        if canonicalize_name(axis.name) == "torch":
+            reqs.append(torch_requirement(value, cell.value("cuda"), index_url))
+        else:
+            reqs.append(package_requirement(axis.name, value) or axis.name)
+    reqs += matrix.project.test_requires
+    return reqs
+
+
+def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
+                 sources: Sources, lock: Path, log: Path, env: Mapping[str, str],
+                 timeout: float) -> Resolution:
+    """Compile ``reqs`` for ``interpreter`` into ``lock``."""
+    req_file = lock.with_suffix(".in")
+    req_file.parent.mkdir(parents=True, exist_ok=True)
+    req_file.write_text("\n".join(reqs) + "\n", encoding="utf-8")
+    argv = [*uv, "pip", "compile", str(req_file), "--python", str(interpreter),
+            "--no-header", "--no-annotate", "--quiet", *uv_source_args(sources)]
+    result = _cmd.run(argv, log=log, env=env, timeout=timeout)
+    if result.timed_out:
+        return Resolution("unavailable", {}, tuple(reqs),
+                          f"uv did not finish within {timeout:.0f} s (index not responding?)",
+                          sources, result.duration)
+    if not result.ok:
+        return _failure(result.output, reqs, sources, result.duration)
+    pins = parse_pins(result.output)
+    lock.write_text("".join(pin_line(n, v) + "\n" for n, v in pins.items()), encoding="utf-8")
+    return Resolution("ok", pins, tuple(reqs), "", sources, result.duration)
+
+
+def _failure(output: str, reqs: Sequence[str], sources: Sources,
+             duration: float) -> Resolution:
+    text = _explanation(output)
+    if any(marker in output for marker in UNSATISFIABLE):
+        if sources.note and "torch" in text:
+            return Resolution("unavailable", {}, tuple(reqs), f"{sources.note}; {text}",
+                              sources, duration)
+        return Resolution("incompatible", {}, tuple(reqs), text, sources, duration)
+    if any(marker in output for marker in NETWORK):
+        return Resolution("unavailable", {}, tuple(reqs), text, sources, duration)
+    return Resolution("failed", {}, tuple(reqs), text, sources, duration)
+
+
+def _explanation(output: str) -> str:
+    """uv's own words, minus our log decoration."""
+    lines = [line for line in output.splitlines() if not line.startswith("[compatmatrix]")]
+    return "\n".join(lines).strip()
+
+
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+
+
+def parse_pins(output: str) -> dict[str, str]:
+    pins = {}
+    for line in output.splitlines():
+        match = _PIN.match(line.strip())
+        if match:
+            pins[canonicalize_name(match[1])] = match[2].split(";")[0]
+    return dict(sorted(pins.items()))
+
+
+def uv_source_args(sources: Sources) -> list[str]:
+    args: list[str] = []
+    if sources.index_url:
+        args += ["--index", sources.index_url]  # before PyPI: torch comes from the variant
+    for link in sources.find_links:
+        args += ["--find-links", link]
+    return args
+
+
+def choose_sources(index_url: Optional[str], find_links: Sequence[str]) -> Sources:
+    """Use the variant's index when it answers; otherwise fall back to find-links."""
+    if index_url is None:
+        return Sources(None, tuple(find_links))
+    problem = index_problem(index_url)
+    if problem is None:
+        return Sources(index_url, tuple(find_links))
+    return Sources(None, tuple(find_links), f"index {index_url} is not reachable ({problem})")
+
+
+@lru_cache(maxsize=None)
+def index_problem(url: str) -> Optional[str]:
+    """None when the index answers; else why not. Asked once per run, with a short timeout."""
+    if url.startswith("file://") or "://" not in url:
+        path = Path(url[len("file://"):] if url.startswith("file://") else url)
+        return None if path.is_dir() else f"{path} does not exist"
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/", timeout=5):
+            return None
+    except urllib.error.HTTPError as exc:
+        return None if exc.code < 500 else f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def torch_version_of(pins: Mapping[str, str]) -> Optional[str]:
+    return pins.get("torch")
+
+
+def requirement_names(reqs: Sequence[str]) -> list[str]:
+    return [canonicalize_name(Requirement(r).name) for r in reqs]
+
+
+def same_release(a: str, b: str) -> bool:
+    return Version(a).release == Version(b).release
