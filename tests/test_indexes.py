@@ -27,4 +27,5 @@ def test_variant_index_urls() -> None:
     indexes = Indexes((("cpu", "https://download.pytorch.org/whl/cpu"), ("cu130", "pypi")))
     assert index_url_for(indexes, "cpu") == "https://download.pytorch.org/whl/cpu"
     assert index_url_for(indexes, "cu130") is None
-    assert index_url_for(indexes, "cu128") is None
+    assert index_url_for(indexes, "cu128") == "https://download.pytorch.org/whl/cu128"
+    assert index_url_for(indexes, None) is None

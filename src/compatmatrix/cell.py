@@ -176,8 +176,8 @@ class _CellRun:
     def audit(self) -> Optional[CellRecord]:
         start = time.monotonic()
         assert self.built.wheel is not None
-        pythons = sorted({c.python for c in self.ctx.cells
-                          if c.build_key == self.cell.build_key}, key=_version_key)
+        # every Python the matrix covers: an abi3 wheel claims to load on all of them
+        pythons = sorted({c.python for c in self.ctx.cells}, key=_version_key)
         report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
                              torch_version=self.built.torch_version,
                              torch_lib_dirs=self.built.torch_lib_dirs)

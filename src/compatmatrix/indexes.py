@@ -52,12 +52,18 @@ def expand_find_links(indexes: Indexes, env: Mapping[str, str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
+PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
+
+
 def index_url_for(indexes: Indexes, variant: Optional[str]) -> Optional[str]:
-    """The extra index for a torch variant, or None for the default index (PyPI)."""
+    """The index of a torch variant: as configured, None for ``pypi`` (PyPI's own build),
+    and PyTorch's per-variant index for a variant the matrix does not mention."""
     if variant is None:
         return None
     url = indexes.url_for(variant)
-    return None if url in (None, PYPI) else url
+    if url is None:
+        return PYTORCH_INDEX.format(variant=variant)
+    return None if url == PYPI else url
 
 
 def _expand_home(path: str, env: Mapping[str, str]) -> str:
