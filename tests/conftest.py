@@ -28,3 +28,7 @@ project: {path: pkg, import: pkg}
 axes:
   python: ["3.11"]
 """
+
+# tests/projects/ holds whole projects that compatmatrix runs as packages under test; their
+# tests run inside those projects' cells, never in this suite.
+collect_ignore = ["projects"]

@@ -47,7 +47,8 @@ timeouts: {build: 1200, suite: 900}
 
 def test_full_matrix_parses_into_frozen_values(write_matrix: WriteMatrix) -> None:
     matrix = load_matrix(write_matrix(FULL))
-    assert [a.name for a in matrix.axes] == ["python", "torch", "cuda", "extras", "vllm", "transformers"]
+    assert [a.name for a in matrix.axes] == ["python", "torch", "cuda", "extras", "vllm",
+                                             "transformers"]
     assert matrix.axis("transformers").values == (NONE, "4.50.0")
     assert matrix.axis("python").values == ("3.10", "3.11")  # 3.11 unquoted stays "3.11"
     assert matrix.axis("torch").values == ("2.9.0", "2.13.0", ">=2.9,<2.10", "==2.13.*")
@@ -103,6 +104,9 @@ BAD = [
     ("bad suite key", "version: 1\nproject: {path: pkg, import: pkg}\naxes:\n"
      "  python: ['3.11']\nsuites:\n  unit: {path: [t]}\n", 6, "did you mean 'paths'"),
     ("duplicate key", "version: 1\nversion: 1\n", 2, "duplicate key"),
+    ("unknown gpu kind", "version: 1\nproject: {path: pkg, import: pkg}\naxes:\n"
+     "  python: ['3.11']\nsuites:\n  gpu: {paths: [t], requires: {gpu: h10O}}\n", 6,
+     "did you mean 'h100'"),
     ("missing key", "version: 1\nproject: {path: pkg, import: pkg}\n", 1, "needs the key 'axes'"),
 ]
 

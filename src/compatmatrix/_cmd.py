@@ -8,6 +8,7 @@ value rather than raising.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -16,7 +17,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 __all__ = ["CommandResult", "run"]
 
@@ -38,9 +38,9 @@ class CommandResult:
         return shlex.join(self.argv)
 
 
-def run(argv: Sequence[str], *, log: Optional[Path] = None, cwd: Optional[Path] = None,
-        env: Optional[Mapping[str, str]] = None, timeout: Optional[float] = None,
-        input_text: Optional[str] = None) -> CommandResult:
+def run(argv: Sequence[str], *, log: Path | None = None, cwd: Path | None = None,
+        env: Mapping[str, str] | None = None, timeout: float | None = None,
+        input_text: str | None = None) -> CommandResult:
     """Run ``argv``; output (stdout and stderr together) goes to the result and to ``log``."""
     argv = tuple(str(a) for a in argv)
     if log is not None:
@@ -77,13 +77,11 @@ def run(argv: Sequence[str], *, log: Optional[Path] = None, cwd: Optional[Path] 
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
-def _append(log: Optional[Path], text: str) -> None:
+def _append(log: Path | None, text: str) -> None:
     if log is not None:
         with log.open("a", encoding="utf-8") as handle:
             handle.write(text)

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from . import _cmd
 from .resolve import Sources, pin_line, uv_source_args
@@ -37,7 +36,7 @@ class BuildRequest:
     project: Path
     exclude: tuple[Path, ...]          # test folders: never part of the build input
     interpreter: Path
-    torch_version: Optional[str]       # exact, from the lock; None when torch is not used
+    torch_version: str | None       # exact, from the lock; None when torch is not used
     build_requires: tuple[str, ...]
     sources: Sources
     jobs: int = 1
@@ -46,10 +45,10 @@ class BuildRequest:
 @dataclass(frozen=True)
 class BuildResult:
     ok: bool
-    wheel: Optional[Path]
+    wheel: Path | None
     reused: bool
     digest: str
-    torch_version: Optional[str]
+    torch_version: str | None
     torch_lib_dirs: tuple[Path, ...]
     reason: str = ""
     details: tuple[str, ...] = ()
@@ -95,7 +94,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _cached(out: Path, build_dir: Path) -> Optional[BuildResult]:
+def _cached(out: Path, build_dir: Path) -> BuildResult | None:
     info_path = out / "build.json"
     if not info_path.is_file():
         return None

@@ -14,7 +14,6 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from packaging.utils import canonicalize_name
 
@@ -104,7 +103,7 @@ class _CellRun:
         self.logs[stage] = str(path)
         return path
 
-    def end(self, status: Status, stage: Optional[str], reason: str,
+    def end(self, status: Status, stage: str | None, reason: str,
             details: tuple[str, ...] = ()) -> CellRecord:
         self.record = self.record.but(status=status, stage=stage, reason=reason,
                                       details=details, durations=dict(self.durations),
@@ -121,7 +120,7 @@ class _CellRun:
 
     # -- stages ---------------------------------------------------------------------------
 
-    def interpreter(self) -> Optional[CellRecord]:
+    def interpreter(self) -> CellRecord | None:
         found = self.ctx.finder.find(self.cell.python)
         if found.path is None:
             return self.end(Status.UNAVAILABLE, "resolve", found.problem)
@@ -129,7 +128,7 @@ class _CellRun:
         self.record = self.record.but(interpreter=f"{found.path} ({found.full_version})")
         return None
 
-    def resolve(self) -> Optional[CellRecord]:
+    def resolve(self) -> CellRecord | None:
         ctx, log = self.ctx, self.log("resolve")
         self.meta: ProjectMeta = read_project(ctx.matrix.project.path)
         variant = self.cell.value("cuda")
@@ -154,7 +153,7 @@ class _CellRun:
             result.status, "uv could not resolve the requirements")
         return self.end(status, "resolve", reason, tuple(result.explanation.splitlines()))
 
-    def build(self) -> Optional[CellRecord]:
+    def build(self) -> CellRecord | None:
         ctx = self.ctx
         torch = self.record.resolved.get("torch")
         request = BuildRequest(
@@ -173,7 +172,7 @@ class _CellRun:
             return self.end(Status.FAILED, "build", result.reason, result.details)
         return None
 
-    def audit(self) -> Optional[CellRecord]:
+    def audit(self) -> CellRecord | None:
         start = time.monotonic()
         assert self.built.wheel is not None
         # every Python the matrix covers: an abi3 wheel claims to load on all of them
@@ -192,7 +191,7 @@ class _CellRun:
                             tuple(f"{f.file}: {f.message}" for f in errors))
         return None
 
-    def install(self) -> Optional[CellRecord]:
+    def install(self) -> CellRecord | None:
         ctx = self.ctx
         assert self.built.wheel is not None
         result = install_cell_env(
@@ -205,7 +204,7 @@ class _CellRun:
             return self.end(Status.FAILED, "install", result.reason, result.details)
         return None
 
-    def identity(self) -> Optional[CellRecord]:
+    def identity(self) -> CellRecord | None:
         start = time.monotonic()
         matrix = self.ctx.matrix
         result = check_identity(
@@ -228,7 +227,7 @@ class _CellRun:
             return self.end(Status.FAILED, "identity", result.mismatches[0], result.mismatches)
         return None
 
-    def suites(self) -> Optional[CellRecord]:
+    def suites(self) -> CellRecord | None:
         ctx, results = self.ctx, {}
         failed: list[SuiteResult] = []
         for suite in ctx.matrix.suites:

@@ -8,7 +8,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 from . import __version__
 from ._table import format_table
@@ -17,13 +16,13 @@ from .interpreters import InterpreterFinder
 from .orchestrate import make_context, run_cells, select_cells
 from .plan import Cell, plan_cells
 from .results import CellRecord, Status
-from .workdir import WorkDir
 from .spec import NONE, Matrix, load_matrix
+from .workdir import WorkDir
 
 __all__ = ["main"]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:

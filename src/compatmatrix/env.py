@@ -10,7 +10,6 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from . import _cmd
 from .build import first_error_lines
@@ -54,7 +53,7 @@ def install_cell_env(venv: Path, *, interpreter: Path, wheel: Path, lock: Path,
     return InstallResult(True, python, duration=duration)
 
 
-def installed_version(python: Path, name: str) -> Optional[str]:
+def installed_version(python: Path, name: str) -> str | None:
     result = _cmd.run([str(python), "-c", "import importlib.metadata as m, sys; "
                        f"print(m.version({name!r}))"], timeout=60)
     return result.output.strip() if result.ok else None

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -59,8 +59,8 @@ class IdentityResult:
     facts: dict[str, Any] = field(default_factory=dict)
     mismatches: tuple[str, ...] = ()
     import_error: str = ""
-    built_with_torch: Optional[str] = None
-    running_torch: Optional[str] = None
+    built_with_torch: str | None = None
+    running_torch: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"facts": self.facts, "mismatches": list(self.mismatches),
@@ -68,7 +68,7 @@ class IdentityResult:
                 "running_torch": self.running_torch}
 
 
-def expected_cuda(variant: Optional[str]) -> Optional[str]:
+def expected_cuda(variant: str | None) -> str | None:
     """cu130 -> "13.0", cu128 -> "12.8", cpu -> None (torch.version.cuda)."""
     if variant is None or not variant.startswith("cu"):
         return None
@@ -77,8 +77,8 @@ def expected_cuda(variant: Optional[str]) -> Optional[str]:
 
 
 def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: Sequence[str],
-                   import_name: str, build_torch_attr: Optional[str],
-                   wheel_torch: Optional[str], log: Path, timeout: float) -> IdentityResult:
+                   import_name: str, build_torch_attr: str | None,
+                   wheel_torch: str | None, log: Path, timeout: float) -> IdentityResult:
     names = sorted({canonicalize_name(n) for n in package_axes} | {"torch"})
     facts_run = _cmd.run([str(python), "-X", "faulthandler", "-c", _FACTS, json.dumps(names)],
                          log=log, timeout=timeout)
@@ -126,7 +126,7 @@ def _mismatches(facts: Mapping[str, Any], axes: Mapping[str, str],
     return found
 
 
-def _version_problem(name: str, want: str, have: Optional[str]) -> Optional[str]:
+def _version_problem(name: str, want: str, have: str | None) -> str | None:
     if want == NONE:
         return f"{name} {have} is installed, the cell says none" if have else None
     if have is None:
@@ -155,7 +155,7 @@ def _variant_problem(variant: str, facts: Mapping[str, Any]) -> list[str]:
                                     f"the cell says {variant} (CUDA {want})"]
 
 
-def _tagged(output: str, tag: str) -> Optional[dict[str, Any]]:
+def _tagged(output: str, tag: str) -> dict[str, Any] | None:
     for line in output.splitlines():
         if line.startswith(tag + " "):
             value: dict[str, Any] = json.loads(line[len(tag) + 1:])

@@ -12,7 +12,6 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
-from typing import Optional
 
 from .spec import Indexes
 
@@ -55,7 +54,7 @@ def expand_find_links(indexes: Indexes, env: Mapping[str, str]) -> list[str]:
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
 
 
-def index_url_for(indexes: Indexes, variant: Optional[str]) -> Optional[str]:
+def index_url_for(indexes: Indexes, variant: str | None) -> str | None:
     """The index of a torch variant: as configured, None for ``pypi`` (PyPI's own build),
     and PyTorch's per-variant index for a variant the matrix does not mention."""
     if variant is None:
@@ -75,7 +74,7 @@ def _expand_home(path: str, env: Mapping[str, str]) -> str:
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
-def _expand(text: str, env: Mapping[str, str]) -> Optional[str]:
+def _expand(text: str, env: Mapping[str, str]) -> str | None:
     if any(not env.get(name) for name in _VAR.findall(text)):
         return None
     return _VAR.sub(lambda m: env[m[1]], text)

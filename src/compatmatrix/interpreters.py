@@ -29,7 +29,7 @@ class Interpreter:
     """The result of looking for one Python version: a path, or why there is none."""
 
     version: str
-    path: Optional[Path]
+    path: Path | None
     source: str  # override, PATH, pyenv, uv; "" when missing
     full_version: str = ""
     problem: str = ""
@@ -51,7 +51,7 @@ def override_variable(version: str) -> str:
 Probe = Callable[[Path], Optional[str]]
 
 
-def probe_version(path: Path, timeout: float = PROBE_TIMEOUT) -> Optional[str]:
+def probe_version(path: Path, timeout: float = PROBE_TIMEOUT) -> str | None:
     """X.Y.Z reported by the executable, or None when it does not run within the timeout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYENV_VERSION"))}
     try:
@@ -65,7 +65,7 @@ def probe_version(path: Path, timeout: float = PROBE_TIMEOUT) -> Optional[str]:
 class InterpreterFinder:
     """Looks up interpreters once per version; environment and overrides are injected."""
 
-    def __init__(self, env: Mapping[str, str], overrides: Optional[Mapping[str, str]] = None,
+    def __init__(self, env: Mapping[str, str], overrides: Mapping[str, str] | None = None,
                  probe: Probe = probe_version) -> None:
         self._env = dict(env)
         self._overrides = dict(overrides or {})
@@ -87,7 +87,7 @@ class InterpreterFinder:
                 return Interpreter(version, path, source, full)
         return Interpreter(version, None, "", problem=self._missing_reason(version))
 
-    def _explicit(self, version: str) -> Optional[Interpreter]:
+    def _explicit(self, version: str) -> Interpreter | None:
         variable = override_variable(version)
         for source, raw in ((variable, self._env.get(variable)),
                             ("matrix.yaml interpreters", self._overrides.get(version))):
@@ -105,7 +105,8 @@ class InterpreterFinder:
         return None
 
     def _candidates(self, version: str) -> Iterator[tuple[str, Path]]:
-        shims = self._pyenv_root() / "shims" if self._pyenv_root() else None
+        root = self._pyenv_root()
+        shims = root / "shims" if root else None
         for folder in self._env.get("PATH", "").split(os.pathsep):
             if folder and (shims is None or Path(folder) != shims):
                 candidate = Path(folder) / f"python{version}"
@@ -115,7 +116,7 @@ class InterpreterFinder:
         yield from self._versioned(self._uv_root(), _UV_DIR, version, "uv")
 
     @staticmethod
-    def _versioned(root: Optional[Path], pattern: re.Pattern[str], version: str,
+    def _versioned(root: Path | None, pattern: re.Pattern[str], version: str,
                    source: str) -> Iterator[tuple[str, Path]]:
         if root is None or not root.is_dir():
             return
@@ -128,7 +129,7 @@ class InterpreterFinder:
             if path.is_file():
                 yield source, path
 
-    def _pyenv_root(self) -> Optional[Path]:
+    def _pyenv_root(self) -> Path | None:
         if self._env.get("PYENV_ROOT"):
             return Path(self._env["PYENV_ROOT"])
         home = self._env.get("HOME")
@@ -136,11 +137,11 @@ class InterpreterFinder:
             return Path(home) / ".pyenv"
         return None
 
-    def _pyenv_versions(self) -> Optional[Path]:
+    def _pyenv_versions(self) -> Path | None:
         root = self._pyenv_root()
         return root / "versions" if root else None
 
-    def _uv_root(self) -> Optional[Path]:
+    def _uv_root(self) -> Path | None:
         if self._env.get("UV_PYTHON_INSTALL_DIR"):
             return Path(self._env["UV_PYTHON_INSTALL_DIR"])
         data = self._env.get("XDG_DATA_HOME") or (

@@ -35,8 +35,8 @@ def register_cell_sessions(matrix_file: str | os.PathLike[str] = "matrix.yaml") 
         print(f"compatmatrix: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
     for cell in plan_cells(matrix):
-        nox.session(_cell_session(matrix, cell.id), name=cell.id, python=False,
-                    tags=["cells"], default=False)
+        register = nox.session(name=cell.id, python=False, tags=["cells"], default=False)
+        register(_cell_session(matrix, cell.id))
     return matrix
 
 

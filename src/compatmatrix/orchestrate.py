@@ -5,9 +5,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Optional
 
 from .cell import RunContext, run_cell
 from .errors import UsageError, did_you_mean
@@ -36,7 +35,7 @@ def uv_command(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def make_context(matrix: Matrix, workdir: Path, env: Mapping[str, str],
-                 jobs: Optional[int] = None, reproduce_prefix: str = "compatmatrix run"
+                 jobs: int | None = None, reproduce_prefix: str = "compatmatrix run"
                  ) -> RunContext:
     return RunContext(
         matrix=matrix, cells=tuple(plan_cells(matrix)), workdir=WorkDir(workdir.resolve()),
@@ -63,7 +62,7 @@ def select_cells(cells: Sequence[Cell], ids: Sequence[str]) -> list[Cell]:
 
 
 def run_cells(ctx: RunContext, cells: Sequence[Cell],
-              progress: Optional[callable] = None) -> list[CellRecord]:  # type: ignore[valid-type]
+              progress: Callable[[str], object] | None = None) -> list[CellRecord]:
     records = []
     for index, cell in enumerate(cells, 1):
         if progress is not None:

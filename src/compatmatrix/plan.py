@@ -19,7 +19,6 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Optional
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -37,7 +36,7 @@ class Cell:
     axes: tuple[tuple[str, str], ...]
     build_key: str
 
-    def value(self, axis: str) -> Optional[str]:
+    def value(self, axis: str) -> str | None:
         return dict(self.axes).get(axis)
 
     @property
@@ -147,9 +146,9 @@ def build_key(matrix: Matrix, values: Mapping[str, str]) -> str:
     torch = values.get("torch", NONE)
     abi = f"cp{values['python'].replace('.', '')}"
     abi3 = matrix.project.abi3
-    if abi3 is not None and torch != NONE and not is_specifier(torch):
-        if abi3.contains(Version(torch), prereleases=True):
-            abi = "abi3"
+    if (abi3 is not None and torch != NONE and not is_specifier(torch)
+            and abi3.contains(Version(torch), prereleases=True)):
+        abi = "abi3"
     parts = [abi]
     if torch != NONE:
         parts.append("torch" + _safe(torch))

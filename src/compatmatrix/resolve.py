@@ -11,9 +11,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Optional
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -43,7 +42,7 @@ NETWORK = ("error sending request", "Failed to fetch", "dns error", "Connect", "
 class Sources:
     """Where a cell's packages come from: PyPI, the variant's index, find-links folders."""
 
-    index_url: Optional[str]
+    index_url: str | None
     find_links: tuple[str, ...]
     note: str = ""  # e.g. why the variant's index is not used
 
@@ -54,11 +53,11 @@ class Resolution:
     pins: dict[str, str]
     requirements: tuple[str, ...]
     explanation: str = ""
-    sources: Optional[Sources] = None
+    sources: Sources | None = None
     duration: float = 0.0
 
 
-def torch_requirement(value: str, variant: Optional[str], index_url: Optional[str]) -> str:
+def torch_requirement(value: str, variant: str | None, index_url: str | None) -> str:
     """The torch pin for a cell, precise about the CUDA variant.
 
     ``torch==2.13.0`` also matches ``2.13.0+cpu``, and a find-links folder holding the CPU
@@ -80,7 +79,7 @@ def pin_line(name: str, version: str) -> str:
 
 
 def cell_requirements(matrix: Matrix, cell: Cell, meta: ProjectMeta,
-                      index_url: Optional[str]) -> list[str]:
+                      index_url: str | None) -> list[str]:
     reqs = list(meta.dependencies) if not meta.dynamic_dependencies else []
     extras = cell.value("extras")
     if extras and extras != NONE:
@@ -159,7 +158,7 @@ def uv_source_args(sources: Sources) -> list[str]:
     return args
 
 
-def choose_sources(index_url: Optional[str], find_links: Sequence[str]) -> Sources:
+def choose_sources(index_url: str | None, find_links: Sequence[str]) -> Sources:
     """Use the variant's index when it answers; otherwise fall back to find-links."""
     if index_url is None:
         return Sources(None, tuple(find_links))
@@ -169,8 +168,8 @@ def choose_sources(index_url: Optional[str], find_links: Sequence[str]) -> Sourc
     return Sources(None, tuple(find_links), f"index {index_url} is not reachable ({problem})")
 
 
-@lru_cache(maxsize=None)
-def index_problem(url: str) -> Optional[str]:
+@cache
+def index_problem(url: str) -> str | None:
     """None when the index answers; else why not. Asked once per run, with a short timeout."""
     if url.startswith("file://") or "://" not in url:
         path = Path(url[len("file://"):] if url.startswith("file://") else url)
@@ -184,7 +183,7 @@ def index_problem(url: str) -> Optional[str]:
         return str(getattr(exc, "reason", exc))
 
 
-def torch_version_of(pins: Mapping[str, str]) -> Optional[str]:
+def torch_version_of(pins: Mapping[str, str]) -> str | None:
     return pins.get("torch")
 
 

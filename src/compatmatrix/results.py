@@ -6,7 +6,7 @@ import enum
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from .workdir import write_json_atomic
 
@@ -28,20 +28,20 @@ class Status(str, enum.Enum):
 @dataclass(frozen=True)
 class CellRecord:
     cell: str
-    axes: dict[str, Optional[str]]
+    axes: dict[str, str | None]
     status: Status
-    stage: Optional[str] = None          # the stage that decided a non-passed status
+    stage: str | None = None          # the stage that decided a non-passed status
     reason: str = ""
     details: tuple[str, ...] = ()        # first meaningful error lines / resolver explanation
     build_key: str = ""
-    interpreter: Optional[str] = None
+    interpreter: str | None = None
     resolved: dict[str, str] = field(default_factory=dict)
-    wheel: Optional[str] = None
+    wheel: str | None = None
     wheel_reused: bool = False
-    built_with_torch: Optional[str] = None
-    running_torch: Optional[str] = None
-    audit: Optional[dict[str, Any]] = None
-    identity: Optional[dict[str, Any]] = None
+    built_with_torch: str | None = None
+    running_torch: str | None = None
+    audit: dict[str, Any] | None = None
+    identity: dict[str, Any] | None = None
     suites: dict[str, dict[str, Any]] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
@@ -72,7 +72,7 @@ class CellRecord:
         return replace(self, **changes)
 
 
-def read_record(path: Path) -> Optional[CellRecord]:
+def read_record(path: Path) -> CellRecord | None:
     """The record at ``path``, or None when missing or unreadable (a run will redo it)."""
     try:
         return CellRecord.from_json(json.loads(path.read_text(encoding="utf-8")))

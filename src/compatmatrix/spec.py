@@ -11,7 +11,6 @@ import datetime as _dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -30,6 +29,7 @@ from ._fields import (
 )
 from ._yaml import YMap, YScalar, YSeq, YValue
 from .errors import Location, SpecError, did_you_mean
+from .gpu import KNOWN_KINDS
 
 __all__ = [
     "NONE",
@@ -56,7 +56,7 @@ TOP_KEYS = ("version", "project", "axes", "include", "exclude", "indexes", "suit
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
 _VARIANT_RE = re.compile(r"^(cpu|cu\d{3,4}|rocm\d+(\.\d+)*)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-DEFAULT_TEST_REQUIRES = ("pytest>=7", "pytest-xdist>=3")
+DEFAULT_TEST_REQUIRES: tuple[str, ...] = ("pytest>=7", "pytest-xdist>=3")
 _OPERATORS = ("==", "!=", "<=", ">=", "~=", "<", ">", "===")
 
 
@@ -73,8 +73,8 @@ class Axis:
 class Project:
     path: Path
     import_name: str
-    abi3: Optional[SpecifierSet]  # torch versions built abi3; None: never
-    build_torch_attr: Optional[str]
+    abi3: SpecifierSet | None  # torch versions built abi3; None: never
+    build_torch_attr: str | None
     test_requires: tuple[str, ...] = DEFAULT_TEST_REQUIRES
 
 
@@ -90,7 +90,7 @@ class Indexes:
     variants: tuple[tuple[str, str], ...] = ()
     find_links: tuple[str, ...] = ()
 
-    def url_for(self, variant: str) -> Optional[str]:
+    def url_for(self, variant: str) -> str | None:
         return dict(self.variants).get(variant)
 
 
@@ -99,9 +99,9 @@ class Suite:
     name: str
     paths: tuple[str, ...]
     workers: str = "1"  # "auto" or a number; "1" runs without xdist
-    gpu: Optional[str] = None  # GPU kind the suite needs (e.g. "h100")
+    gpu: str | None = None  # GPU kind the suite needs (e.g. "h100")
     args: tuple[str, ...] = ()
-    timeout: Optional[int] = None
+    timeout: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class Gate:
 @dataclass(frozen=True)
 class Runner:
     github: tuple[str, ...]
-    buildkite: Optional[str]
+    buildkite: str | None
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ class Matrix:
     def root(self) -> Path:
         return self.path.parent
 
-    def axis(self, name: str) -> Optional[Axis]:
+    def axis(self, name: str) -> Axis | None:
         for axis in self.axes:
             if axis.name == name:
                 return axis
@@ -242,7 +242,7 @@ def _requirement(text: str, at: Location, what: str) -> None:
                         "write e.g. 'pytest>=8' or 'numpy'") from None
 
 
-def _parse_abi3(value: YValue) -> Optional[SpecifierSet]:
+def _parse_abi3(value: YValue) -> SpecifierSet | None:
     if isinstance(value, YScalar) and value.kind == "bool":
         return SpecifierSet() if as_bool(value, "project.abi3") else None
     text = as_scalar_text(value, "project.abi3")
@@ -441,8 +441,13 @@ def _parse_suite(name: str, mapping: YMap) -> Suite:
     if (node := mapping.get("requires")) is not None:
         requires = as_map(node, f"{what}.requires")
         check_keys(requires, f"{what}.requires", ("gpu",), required=("gpu",))
-        gpu = as_scalar_text(_get(requires, "gpu"), f"{what}.requires.gpu").lower()
-    args = as_str_list(mapping.get("args"), f"{what}.args") if mapping.get("args") else ()
+        gpu_node = _get(requires, "gpu")
+        gpu = as_scalar_text(gpu_node, f"{what}.requires.gpu").lower()
+        if gpu not in KNOWN_KINDS:
+            raise SpecError(gpu_node.at, f"unknown GPU kind {gpu!r} in {what}.requires.gpu",
+                            did_you_mean(gpu, KNOWN_KINDS))
+    args_node = mapping.get("args")
+    args = as_str_list(args_node, f"{what}.args") if args_node is not None else ()
     timeout = mapping.get("timeout")
     return Suite(
         name=name,
@@ -539,7 +544,7 @@ def _parse_timeouts(value: YValue | None) -> tuple[tuple[str, int], ...]:
                  for key, node in mapping.entries)
 
 
-def package_requirement(name: str, value: str) -> Optional[str]:
+def package_requirement(name: str, value: str) -> str | None:
     """The PEP 508 requirement for a package axis value; None when it is 'none'."""
     if value == NONE:
         return None

@@ -1,6 +1,5 @@
-import torch
-
 import tinyext
+import torch
 
 
 def test_scale_matches_torch():
