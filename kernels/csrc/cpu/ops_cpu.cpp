@@ -1,0 +1,112 @@
+// CPU implementations of the compat_kernels ops: validate, allocate outputs,
+// then run the kernel table for the tensor dtype and this CPU's ISA.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+#include "../checks.h"
+#include "kernels.h"
+
+namespace compat_kernels::cpu {
+namespace {
+
+// Rows of the [..., n] view of a dense tensor whose last dimension is n > 0.
+int64_t rows_of(const at::Tensor& t) {
+  return t.numel() / t.size(-1);
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  check_rms_norm(x, weight);
+  at::Tensor out = at::empty_like(x);
+  COMPAT_KERNELS_DISPATCH_FLOATING(x.scalar_type(), "compat_kernels::rms_norm", [&] {
+    kernels<scalar_t>().rms_norm(
+        x.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
+        out.mutable_data_ptr<scalar_t>(), rows_of(x), x.size(-1),
+        static_cast<float>(eps));
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(
+    const at::Tensor& x,
+    const at::Tensor& residual,
+    const at::Tensor& weight,
+    double eps) {
+  check_fused_add_rms_norm(x, residual, weight);
+  at::Tensor out = at::empty_like(x);
+  at::Tensor sum = at::empty_like(x);
+  COMPAT_KERNELS_DISPATCH_FLOATING(x.scalar_type(), "compat_kernels::fused_add_rms_norm", [&] {
+    kernels<scalar_t>().fused_add_rms_norm(
+        x.const_data_ptr<scalar_t>(), residual.const_data_ptr<scalar_t>(),
+        weight.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+        sum.mutable_data_ptr<scalar_t>(), rows_of(x), x.size(-1),
+        static_cast<float>(eps));
+  });
+  return {out, sum};
+}
+
+at::Tensor silu_and_mul(const at::Tensor& x) {
+  check_silu_and_mul(x);
+  std::vector<int64_t> out_shape = x.sizes().vec();
+  out_shape.back() /= 2;
+  at::Tensor out = at::empty(out_shape, x.options());
+  COMPAT_KERNELS_DISPATCH_FLOATING(x.scalar_type(), "compat_kernels::silu_and_mul", [&] {
+    kernels<scalar_t>().silu_and_mul(
+        x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+        rows_of(x), out.size(-1));
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> rotary_embedding(
+    const at::Tensor& positions,
+    const at::Tensor& query,
+    const at::Tensor& key,
+    const at::Tensor& cos_sin_cache,
+    int64_t head_size,
+    bool is_neox) {
+  check_rotary_embedding(positions, query, key, cos_sin_cache, head_size);
+  at::Tensor query_out = at::empty_like(query);
+  at::Tensor key_out = at::empty_like(key);
+  const int64_t num_tokens = positions.size(0);
+  if (num_tokens == 0) {
+    return {query_out, key_out};
+  }
+  const RotaryShape shape{
+      num_tokens,
+      query.numel() / num_tokens,
+      key.numel() / num_tokens,
+      head_size,
+      cos_sin_cache.size(1),
+      cos_sin_cache.size(0),
+      is_neox,
+  };
+  COMPAT_KERNELS_DISPATCH_FLOATING(query.scalar_type(), "compat_kernels::rotary_embedding", [&] {
+    kernels<scalar_t>().rotary_embedding(
+        positions.const_data_ptr<int64_t>(), query.const_data_ptr<scalar_t>(),
+        key.const_data_ptr<scalar_t>(), cos_sin_cache.const_data_ptr<scalar_t>(),
+        query_out.mutable_data_ptr<scalar_t>(), key_out.mutable_data_ptr<scalar_t>(),
+        shape);
+  });
+  return {query_out, key_out};
+}
+
+} // namespace
+} // namespace compat_kernels::cpu
+
+TORCH_LIBRARY_IMPL(compat_kernels, CPU, m) {
+  m.impl("rms_norm", &compat_kernels::cpu::rms_norm);
+  m.impl("fused_add_rms_norm", &compat_kernels::cpu::fused_add_rms_norm);
+  m.impl("silu_and_mul", &compat_kernels::cpu::silu_and_mul);
+  m.impl("rotary_embedding", &compat_kernels::cpu::rotary_embedding);
+}
+
+// Introspection, not a tensor op: which ISA build the CPU kernels run with.
+TORCH_LIBRARY_FRAGMENT(compat_kernels, m) {
+  m.def("cpu_capability() -> str", &compat_kernels::cpu::capability);
+}

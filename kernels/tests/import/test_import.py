@@ -1,0 +1,150 @@
+"""Smoke tests of the installed wheel: the extension loads, every op is
+registered with a CPU kernel and a fake impl, and the build matches the
+running torch."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+import compat_kernels
+
+DIST = "compat-kernels"
+SOURCE_TREE = Path(__file__).resolve().parents[2] / "src"
+
+# Smallest valid arguments per op, built on `device`.
+SAMPLE_ARGS: dict[str, Callable[[str], tuple[object, ...]]] = {
+    "rms_norm": lambda d: (torch.empty(3, 8, device=d), torch.empty(8, device=d), 1e-6),
+    "fused_add_rms_norm": lambda d: (
+        torch.empty(3, 8, device=d),
+        torch.empty(3, 8, device=d),
+        torch.empty(8, device=d),
+        1e-6,
+    ),
+    "silu_and_mul": lambda d: (torch.empty(3, 8, device=d),),
+    "rotary_embedding": lambda d: (
+        torch.zeros(3, dtype=torch.long, device=d),
+        torch.empty(3, 2 * 16, device=d),
+        torch.empty(3, 16, device=d),
+        torch.empty(4, 16, device=d),
+        16,
+        True,
+    ),
+}
+
+
+def test_sample_args_cover_every_op() -> None:
+    assert set(SAMPLE_ARGS) == set(compat_kernels.OP_NAMES)
+
+
+def test_package_is_installed_not_source_tree() -> None:
+    package_dir = Path(compat_kernels.__file__).resolve().parent
+    assert not package_dir.is_relative_to(SOURCE_TREE), (
+        f"compat_kernels imported from the source tree ({package_dir}); "
+        "the suites must run against the installed wheel"
+    )
+
+
+def test_extension_is_abi3_shared_object() -> None:
+    extension = importlib.import_module("compat_kernels._C")
+    so_name = Path(str(extension.__file__)).name
+    if compat_kernels.build_info()["abi3"]:
+        assert so_name == "_C.abi3.so"
+    else:
+        assert so_name.startswith("_C.") and so_name.endswith(".so")
+
+
+@pytest.mark.parametrize("name", compat_kernels.OP_NAMES)
+def test_op_has_cpu_kernel(name: str) -> None:
+    assert hasattr(torch.ops.compat_kernels, name)
+    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"compat_kernels::{name}", "CPU")
+
+
+@pytest.mark.parametrize("name", compat_kernels.OP_NAMES)
+def test_op_has_fake_impl(name: str) -> None:
+    # register_fake also serves the Meta key, so meta tensors run the fake impl.
+    op = getattr(torch.ops.compat_kernels, name)
+    outputs = op(*SAMPLE_ARGS[name]("meta"))
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    assert outputs and all(out.device.type == "meta" for out in outputs)
+
+
+def _shapes(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Size]:
+    return [t.shape for t in (outputs if isinstance(outputs, tuple) else (outputs,))]
+
+
+@pytest.mark.parametrize("name", compat_kernels.OP_NAMES)
+def test_python_wrapper_calls_op(name: str) -> None:
+    wrapper = getattr(compat_kernels, name)
+    op = getattr(torch.ops.compat_kernels, name)
+    args = SAMPLE_ARGS[name]("meta")
+    assert _shapes(wrapper(*args)) == _shapes(op(*args))
+
+
+def test_cpu_capability_is_reported() -> None:
+    assert torch.ops.compat_kernels.cpu_capability() in ("avx2", "default")
+
+
+def test_build_torch_matches_runtime_torch() -> None:
+    assert compat_kernels.__torch_build_version__ == torch.__version__
+    assert compat_kernels.build_info() == {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "abi3": compat_kernels.build_info()["abi3"],
+    }
+    assert isinstance(compat_kernels.build_info()["abi3"], bool)
+
+
+def test_version_matches_distribution() -> None:
+    assert compat_kernels.__version__ == importlib.metadata.version(DIST)
+
+
+def test_wheel_pins_build_torch_minor() -> None:
+    requirements = [Requirement(r) for r in importlib.metadata.requires(DIST) or []]
+    torch_reqs = [r for r in requirements if r.name == "torch"]
+    assert len(torch_reqs) == 1
+    build = Version(compat_kernels.__torch_build_version__)
+    expected = {f">={build.major}.{build.minor}", f"<{build.major}.{build.minor + 1}"}
+    assert {str(spec) for spec in torch_reqs[0].specifier} == expected
+    assert torch_reqs[0].specifier.contains(torch.__version__)
+
+
+def _vllm_entry_point() -> importlib.metadata.EntryPoint:
+    matches = [
+        ep
+        for ep in importlib.metadata.entry_points(group="vllm.general_plugins")
+        if ep.name == "compat_kernels"
+    ]
+    assert len(matches) == 1, "compat_kernels vllm.general_plugins entry point missing"
+    return matches[0]
+
+
+def test_vllm_entry_point_is_declared() -> None:
+    assert _vllm_entry_point().value == "compat_kernels.vllm_plugin:register"
+
+
+def test_vllm_plugin_registers_without_vllm() -> None:
+    from compat_kernels import vllm_plugin
+
+    vllm_plugin.register()
+
+
+def test_vllm_loads_plugin() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm is not installed; the entry point is exercised where vLLM is present")
+    # Importing vLLM can warn about its own environment; that is not what
+    # this test checks, so keep it from tripping filterwarnings=error.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pytest.importorskip("vllm", reason="vllm is installed but fails to import")
+    register = _vllm_entry_point().load()
+    assert register() is None
