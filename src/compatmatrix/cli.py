@@ -92,7 +92,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
-    workdir = args.workdir or matrix.root / ".compatmatrix"
+    workdir = args.workdir or Path(os.environ.get("COMPATMATRIX_WORKDIR")
+                                   or matrix.root / ".compatmatrix")
     ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs)
     cells = select_cells(ctx.cells, args.cell)
     records = run_cells(ctx, cells, progress=lambda line: print(line, flush=True))

@@ -43,8 +43,8 @@ def register_cell_sessions(matrix_file: str | os.PathLike[str] = "matrix.yaml") 
 def _cell_session(matrix: Matrix, cell_id: str) -> Callable[[Any], None]:
     def session(session: nox.Session) -> None:
         """One cell of matrix.yaml, end to end."""
-        ctx = make_context(matrix, matrix.root / ".compatmatrix", os.environ,
-                           reproduce_prefix="compatmatrix run")
+        workdir = Path(os.environ.get("COMPATMATRIX_WORKDIR") or matrix.root / ".compatmatrix")
+        ctx = make_context(matrix, workdir, os.environ)
         records = run_cells(ctx, select_cells(ctx.cells, [cell_id]), progress=session.log)
         record = records[0]
         session.log(f"record: {ctx.workdir.record(cell_id)}")
