@@ -1,0 +1,540 @@
+"""Open a built wheel and check what it claims (stage 3 of a cell).
+
+A wheel can build, install and even pass the suites of the cell that built it while lying to
+everyone else: an ``abi3`` tag on a ``.cpython-312`` extension, a ``.so`` that needs a
+library only the build machine has, a torch requirement that lets users pair it with a torch
+whose C++ ABI differs. Each check below turns one such lie into a :class:`Finding` that names
+the file inside the wheel. A broken wheel (not a zip, no metadata) is a finding too: the audit
+never raises for what it reads.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import functools
+import os
+import posixpath
+import re
+import shutil
+import zipfile
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.tags import Tag, parse_tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from . import _cmd
+from ._elf import MACHINES, ElfError, ElfInfo, read_elf, read_elf_file
+
+__all__ = ["ERROR", "WARNING", "AuditReport", "Finding", "audit_wheel", "system_libraries"]
+
+ERROR = "error"
+WARNING = "warning"
+
+PyVersion = tuple[int, int]
+
+# Every Linux a wheel targets has these (glibc and the GCC runtime): manylinux's own list.
+_SYSTEM_FAMILY = frozenset({
+    "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1",
+    "libresolv.so.2", "libcrypt.so.1", "libnsl.so.1", "libanl.so.1", "libstdc++.so.6",
+    "libgcc_s.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "ld-linux.so.2",
+    "ld64.so.1", "ld64.so.2", "ld-linux-riscv64-lp64d.so.1",
+})
+_DEFAULT_LIBRARY_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64")
+_SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
+# What CPython's import system loads as an extension module: <name>[.<suffix>].so.
+_EXTENSION = re.compile(
+    r"^(?P<module>[A-Za-z_][A-Za-z0-9_]*)(?:\.(?P<suffix>abi3|cpython-[^.]+|pypy[^.]*))?\.so$")
+_CPYTHON_SUFFIX = re.compile(r"^cpython-(\d)(\d+)(t?)(?:-|$)")
+_TAG_INTERPRETER = re.compile(r"^(cp|py)(\d)(\d*)$")
+_LINUX_PLATFORM = re.compile(r"^(?:many|musl)?linux(?:_\d+_\d+|\d+)?_(?P<arch>.+)$")
+_TAG_MACHINES = {"x86_64": 62, "i686": 3, "aarch64": 183, "armv7l": 40, "ppc64le": 21,
+                 "ppc64": 21, "s390x": 22, "riscv64": 243}
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # ERROR or WARNING
+    file: str  # the file inside the wheel it is about, or the wheel's file name
+    message: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"severity": self.severity, "file": self.file, "message": self.message}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Finding:
+        return cls(str(data["severity"]), str(data["file"]), str(data["message"]))
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    wheel: str
+    tags: tuple[str, ...]
+    extensions: tuple[str, ...]
+    torch_requirement: str | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == ERROR)
+
+    def to_json(self) -> dict[str, object]:
+        return {"wheel": self.wheel, "ok": self.ok, "tags": list(self.tags),
+                "extensions": list(self.extensions), "torch_requirement": self.torch_requirement,
+                "findings": [f.to_json() for f in self.findings]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> AuditReport:
+        def strings(key: str) -> tuple[str, ...]:
+            value = data.get(key)
+            return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+        findings = data.get("findings")
+        requirement = data.get("torch_requirement")
+        return cls(str(data["wheel"]), strings("tags"), strings("extensions"),
+                   None if requirement is None else str(requirement),
+                   tuple(Finding.from_json(f) for f in findings if isinstance(f, Mapping))
+                   if isinstance(findings, list) else ())
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """What the audit checks the wheel against."""
+
+    python: PyVersion
+    targets: tuple[PyVersion, ...]  # every Python the wheel must load on, the cell's included
+    torch_version: str | None
+    torch_libraries: frozenset[str]  # file names torch brings into the process
+    torch_lib_given: bool
+    system_libraries: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Contents:
+    name: str  # the wheel's file name
+    members: tuple[str, ...]
+    dist_info: str | None
+    wheel_text: str | None
+    metadata: str | None
+
+
+def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
+                torch_version: str | None, torch_lib_dirs: Sequence[Path] = (),
+                system_libraries: Collection[str] | None = None) -> AuditReport:
+    """Audit ``wheel`` for a cell on ``python``; ``pythons`` are all that will load it.
+
+    ``system_libraries`` (file names) replaces the ``ldconfig -p`` lookup, for tests and for
+    auditing against a machine other than this one.
+    """
+    cell = _Cell(_py_version(python),
+                 tuple(sorted({_py_version(p) for p in (*pythons, python)})), torch_version,
+                 _torch_libraries(torch_lib_dirs), bool(torch_lib_dirs),
+                 frozenset(system_libraries) if system_libraries is not None
+                 else _system_libraries())
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            return _audit(archive, wheel.name, cell)
+    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        tags, _ = _filename_tags(wheel.name)
+        problem = Finding(ERROR, wheel.name, f"cannot read the wheel as a zip file ({exc}): "
+                                             "rebuild it; installers will reject it too")
+        return AuditReport(wheel.name, _tag_strings(tags), (), None, (problem,))
+
+
+def _audit(archive: zipfile.ZipFile, name: str, cell: _Cell) -> AuditReport:
+    contents, findings = _read_contents(archive, name)
+    tags, tag_findings = _wheel_tags(contents)
+    extensions = tuple(m for m in contents.members if _is_extension(m))
+    shared = tuple(m for m in contents.members if _SHARED_OBJECT.search(m))
+    requirement, torch_findings = _check_torch_requirement(contents, cell)
+    findings += tag_findings
+    findings += _check_tags(name, tags, cell)
+    findings += _check_extensions(name, tags, extensions, shared, cell)
+    findings += _check_shared_objects(archive, contents, tags, shared, cell)
+    findings += torch_findings
+    return AuditReport(name, _tag_strings(tags), extensions, requirement, tuple(findings))
+
+
+# -- reading the wheel ----------------------------------------------------------------------
+
+
+def _read_contents(archive: zipfile.ZipFile, name: str) -> tuple[_Contents, list[Finding]]:
+    members = tuple(sorted(n for n in archive.namelist() if not n.endswith("/")))
+    folders = sorted({m.split("/", 1)[0] for m in members
+                      if "/" in m and m.split("/", 1)[0].endswith(".dist-info")})
+    if len(folders) != 1:
+        what = "no .dist-info folder" if not folders else f"several ({', '.join(folders)})"
+        return (_Contents(name, members, None, None, None),
+                [Finding(ERROR, name, f"the wheel has {what}: it is not a valid wheel, "
+                                      "installers will reject it")])
+    dist_info = folders[0]
+    findings: list[Finding] = []
+    texts: dict[str, str | None] = {}
+    for file in ("WHEEL", "METADATA", "RECORD"):
+        texts[file], problem = _read_text(archive, f"{dist_info}/{file}")
+        if problem:
+            findings.append(Finding(ERROR, f"{dist_info}/{file}", problem))
+    return _Contents(name, members, dist_info, texts["WHEEL"], texts["METADATA"]), findings
+
+
+def _read_text(archive: zipfile.ZipFile, member: str) -> tuple[str | None, str]:
+    try:
+        return archive.read(member).decode("utf-8"), ""
+    except KeyError:
+        return None, "is missing: the wheel is incomplete and installers will reject it"
+    except (OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        return None, f"cannot be read ({exc}): the wheel is damaged"
+
+
+def _headers(text: str) -> email.message.Message:
+    return email.parser.Parser().parsestr(text, headersonly=True)
+
+
+def _wheel_tags(contents: _Contents) -> tuple[frozenset[Tag], list[Finding]]:
+    from_name, problem = _filename_tags(contents.name)
+    findings = [Finding(ERROR, contents.name, problem)] if problem else []
+    from_file: frozenset[Tag] = frozenset()
+    if contents.wheel_text is not None:
+        lines = _headers(contents.wheel_text).get_all("Tag") or []
+        from_file = frozenset(t for line in lines for t in parse_tag(str(line).strip()))
+    if from_name and from_file and from_name != from_file:
+        findings.append(Finding(WARNING, f"{contents.dist_info}/WHEEL", (
+            f"lists the tags {', '.join(_tag_strings(from_file))} but the file name says "
+            f"{', '.join(_tag_strings(from_name))}: installers go by the file name")))
+    return from_name or from_file, findings
+
+
+def _filename_tags(name: str) -> tuple[frozenset[Tag], str]:
+    try:
+        return parse_wheel_filename(name)[3], ""
+    except InvalidWheelFilename as exc:
+        return frozenset(), f"is not a valid wheel file name ({exc}): installers reject it"
+
+
+def _tag_strings(tags: Iterable[Tag]) -> tuple[str, ...]:
+    return tuple(sorted(str(t) for t in tags))
+
+
+# -- check 1: tags against the extension modules --------------------------------------------
+
+
+def _py_version(text: str) -> PyVersion:
+    major, minor = text.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _py_text(versions: Iterable[PyVersion]) -> str:
+    return ", ".join(f"{major}.{minor}" for major, minor in versions)
+
+
+def _tag_admits(tag: Tag, python: PyVersion) -> bool:
+    """Whether an installer on CPython ``python`` accepts ``tag`` (platform aside)."""
+    match = _TAG_INTERPRETER.match(tag.interpreter)
+    if match is None or int(match.group(2)) != python[0]:
+        return False
+    if not match.group(3):  # py3, cp3
+        return tag.abi in ("none", "abi3")
+    minor = int(match.group(3))
+    if tag.abi == "abi3":
+        return python[1] >= minor
+    return python[1] == minor and tag.abi in ("none", f"cp{python[0]}{python[1]}")
+
+
+def _check_tags(name: str, tags: frozenset[Tag], cell: _Cell) -> list[Finding]:
+    if not tags:
+        return []
+    refused = [p for p in cell.targets if not any(_tag_admits(t, p) for t in tags)]
+    if not refused:
+        return []
+    shown = ", ".join(_tag_strings(tags))
+    abi3 = sorted(str(t) for t in tags if t.abi == "abi3")
+    if abi3:
+        why = f"{shown}, whose minimum is above Python {_py_text(refused)}"
+    else:
+        why = f"{shown}, which does not name Python {_py_text(refused)}"
+    return [Finding(ERROR, name, f"the wheel is tagged {why}: installers there refuse it, yet "
+                                 f"the matrix runs it on Python {_py_text(refused)}")]
+
+
+def _is_extension(member: str) -> bool:
+    return _EXTENSION.match(posixpath.basename(member)) is not None
+
+
+def _suffix(member: str) -> str | None:
+    match = _EXTENSION.match(posixpath.basename(member))
+    return match.group("suffix") if match else None
+
+
+def _loads_on(member: str, python: PyVersion) -> bool:
+    suffix = _suffix(member)
+    if suffix is None or suffix == "abi3":
+        return True
+    match = _CPYTHON_SUFFIX.match(suffix)
+    return (match is not None and not match.group(3)
+            and (int(match.group(1)), int(match.group(2))) == python)
+
+
+def _built_for(member: str) -> str:
+    suffix = _suffix(member) or ""
+    match = _CPYTHON_SUFFIX.match(suffix)
+    if match is None:
+        return f"an interpreter other than CPython ({suffix})"
+    free = " (free-threaded)" if match.group(3) else ""
+    return f"CPython {match.group(1)}.{match.group(2)}{free}"
+
+
+def _check_extensions(name: str, tags: frozenset[Tag], extensions: tuple[str, ...],
+                      shared: tuple[str, ...], cell: _Cell) -> list[Finding]:
+    if not shared:
+        return [_no_extension(name, tags)]
+    modules: dict[str, list[str]] = {}
+    for member in extensions:  # Python imports <dir>/<module> from any of its variants
+        key = posixpath.join(posixpath.dirname(member), posixpath.basename(member).split(".")[0])
+        modules.setdefault(key, []).append(member)
+    abi3 = sorted(str(t) for t in tags if t.abi == "abi3")
+    return [f for variants in modules.values() for f in _check_module(variants, abi3, cell)]
+
+
+def _no_extension(name: str, tags: frozenset[Tag]) -> Finding:
+    specific = sorted(str(t) for t in tags if t.abi != "none" or t.platform != "any")
+    if specific:
+        return Finding(ERROR, name, f"the wheel is tagged {', '.join(specific)} but carries no "
+                                    "extension module: the build did not compile the extension")
+    return Finding(WARNING, name, "the wheel carries no extension module (a pure Python wheel): "
+                                  "nothing compiled is being tested")
+
+
+def _check_module(variants: list[str], abi3: list[str], cell: _Cell) -> list[Finding]:
+    if any(_suffix(v) in (None, "abi3") for v in variants):  # loads on every CPython
+        return []
+    missing = [p for p in cell.targets if not any(_loads_on(v, p) for v in variants)]
+    file = variants[0]
+    built = " and ".join(_built_for(v) for v in variants)
+    if missing and abi3:
+        return [Finding(ERROR, file, f"{file} is built for {built} only, but the wheel is "
+                                     f"tagged abi3: it will not load on Python "
+                                     f"{_py_text(missing)}")]
+    if missing:
+        return [Finding(ERROR, file, f"{file} is built for {built} only: it will not load on "
+                                     f"Python {_py_text(missing)}, where this wheel is used")]
+    if abi3:
+        return [Finding(WARNING, file, f"{file} is built for {built} only, but the wheel is "
+                                       f"tagged {', '.join(abi3)}: installers put it on other "
+                                       "Pythons, where it will not load")]
+    return []
+
+
+# -- check 2: the ELF dependencies of each shared object ------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _system_libraries() -> frozenset[str]:
+    # Cached per process: ldconfig's cache does not change while a matrix runs.
+    names = set(_SYSTEM_FAMILY)
+    ldconfig = (shutil.which("ldconfig")
+                or next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig")
+                         if os.path.exists(p)), None))
+    if ldconfig is not None:
+        result = _cmd.run([ldconfig, "-p"], timeout=30)
+        if result.ok:
+            names.update(line.split()[0] for line in result.output.splitlines()[1:]
+                         if line.startswith("\t") and line.split())
+    for folder in _DEFAULT_LIBRARY_DIRS:
+        names.update(_listdir(Path(folder)))
+    return frozenset(names)
+
+
+def system_libraries() -> frozenset[str]:
+    """File names of the shared libraries the dynamic loader finds on this machine."""
+    return _system_libraries()
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return [entry.name for entry in os.scandir(folder) if _SHARED_OBJECT.search(entry.name)]
+    except OSError:
+        return []
+
+
+def _torch_libraries(folders: Sequence[Path]) -> frozenset[str]:
+    # Once torch is imported, what it loaded satisfies the extension's DT_NEEDED by soname:
+    # its own libraries, and those its RUNPATH reaches (nvidia/*/lib for CUDA builds).
+    names: set[str] = set()
+    for folder in folders:
+        for name in _listdir(folder):
+            names.add(name)
+            try:
+                info = read_elf_file(folder / name)
+            except ElfError:
+                continue
+            for entry in info.search_path:
+                path = entry.replace("${ORIGIN}", str(folder)).replace("$ORIGIN", str(folder))
+                names.update(_listdir(Path(path)))
+    return frozenset(names)
+
+
+def _installed(member: str) -> str:
+    """Where a wheel member lands relative to site-packages (.data/platlib is unpacked)."""
+    parts = member.split("/")
+    if len(parts) > 2 and parts[0].endswith(".data") and parts[1] in ("purelib", "platlib"):
+        return "/".join(parts[2:])
+    return member
+
+
+def _check_shared_objects(archive: zipfile.ZipFile, contents: _Contents, tags: frozenset[Tag],
+                          shared: tuple[str, ...], cell: _Cell) -> list[Finding]:
+    installed = {_installed(m) for m in contents.members}
+    machines = {_TAG_MACHINES.get(m.group("arch")) for t in tags
+                if (m := _LINUX_PLATFORM.match(t.platform))} - {None}
+    findings: list[Finding] = []
+    for member in shared:
+        try:
+            with archive.open(member) as stream:
+                info = read_elf(stream)
+        except (ElfError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            findings.append(Finding(ERROR, member, f"{member} is not a loadable ELF shared "
+                                                   f"object ({exc})"))
+            continue
+        findings += _check_binary(member, info, machines)
+        findings += _check_needed(member, info, installed, contents.members, cell)
+    return findings
+
+
+def _check_binary(member: str, info: ElfInfo, machines: set[int | None]) -> list[Finding]:
+    findings = []
+    if not info.shared_object:
+        findings.append(Finding(ERROR, member, f"{member} is an ELF file but not a shared "
+                                               "object: it cannot be loaded"))
+    if machines and info.machine not in machines:
+        tagged = ", ".join(sorted(MACHINES.get(m, str(m)) for m in machines if m is not None))
+        findings.append(Finding(ERROR, member, f"{member} is a {info.machine_name} binary, but "
+                                               f"the wheel is tagged for {tagged}"))
+    for entry in info.search_path:
+        if entry.startswith("/"):
+            findings.append(Finding(WARNING, member, (
+                f"{member} has the library search path {entry}, a folder of the build "
+                "machine that users do not have: use a $ORIGIN-relative path")))
+    return findings
+
+
+def _check_needed(member: str, info: ElfInfo, installed: set[str], members: tuple[str, ...],
+                  cell: _Cell) -> list[Finding]:
+    origin = posixpath.dirname(_installed(member))
+    folders = [posixpath.normpath(e.replace("${ORIGIN}", origin).replace("$ORIGIN", origin))
+               for e in info.search_path if "$ORIGIN" in e or "${ORIGIN}" in e]
+    findings = []
+    for library in info.needed:
+        if any(posixpath.join(f, library) in installed for f in folders):
+            continue
+        if (library in cell.torch_libraries or library in cell.system_libraries
+                or ("/" in library and os.path.exists(library))):
+            continue
+        elsewhere = [m for m in members if posixpath.basename(m) == library]
+        findings.append(_unresolved(member, library, elsewhere, cell))
+    return findings
+
+
+def _unresolved(member: str, library: str, elsewhere: list[str], cell: _Cell) -> Finding:
+    if elsewhere:
+        return Finding(WARNING, member, (
+            f"{library} needed by {member} is in the wheel at {elsewhere[0]}, but no $ORIGIN "
+            f"search path of {member} leads there: it only loads if something loaded "
+            f"{library} first"))
+    if cell.torch_version is None:
+        where = "in the wheel nor on the system"
+    elif cell.torch_lib_given:
+        where = f"in torch {cell.torch_version}'s libraries nor on the system"
+    else:
+        where = ("on the system, and no library folder of torch "
+                 f"{cell.torch_version} was given to look in")
+    hint = ""
+    if "cuda" in library and (cell.torch_version or "").endswith("+cpu"):
+        hint = f": the extension was built for CUDA, but torch {cell.torch_version} is CPU-only"
+    return Finding(ERROR, member, f"{library} needed by {member} is not {where}{hint}")
+
+
+# -- check 3: the torch requirement ---------------------------------------------------------
+
+
+def _check_torch_requirement(contents: _Contents,
+                             cell: _Cell) -> tuple[str | None, list[Finding]]:
+    if contents.metadata is None:
+        return None, []  # already reported as missing or unreadable
+    file = f"{contents.dist_info}/METADATA"
+    lines, findings = _torch_lines(contents.metadata, file, cell.python)
+    written = " and ".join(str(line) for line, _ in lines) or None
+    if cell.torch_version is None:
+        return written, findings
+    built = Version(cell.torch_version)
+    major, minor = (*built.release, 0)[:2]
+    pin = f"torch>={major}.{minor},<{major}.{minor + 1}"
+    if not lines:
+        findings.append(Finding(ERROR, file, (
+            "the wheel does not require torch: users will pair it with any torch, and an "
+            f"extension built against torch {major}.{minor} fails to load under another "
+            f"minor; require {pin}")))
+        return None, findings
+    if any(req.url for _, req in lines):
+        return written, findings  # a direct URL names one exact build
+    specifier = SpecifierSet()
+    for _, req in lines:
+        specifier &= req.specifier
+    findings += _check_specifier(file, written or "", specifier, built, pin)
+    return written, findings
+
+
+def _torch_lines(metadata: str, file: str,
+                 python: PyVersion) -> tuple[list[tuple[str, Requirement]], list[Finding]]:
+    environment = {"extra": "", "python_version": f"{python[0]}.{python[1]}",
+                   "python_full_version": f"{python[0]}.{python[1]}.0"}
+    found: list[tuple[str, Requirement]] = []
+    findings = []
+    for line in _headers(metadata).get_all("Requires-Dist") or []:
+        text = str(line).strip()
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            findings.append(Finding(WARNING, file, f"cannot parse Requires-Dist {text!r}: {exc}"))
+            continue
+        if canonicalize_name(req.name) == "torch" and _applies(req, environment):
+            found.append((text, req))
+    return found, findings
+
+
+def _applies(req: Requirement, environment: dict[str, str]) -> bool:
+    if req.marker is None:
+        return True
+    try:
+        return req.marker.evaluate(environment)
+    except ValueError:  # a marker packaging cannot decide: assume it applies
+        return True
+
+
+def _check_specifier(file: str, written: str, specifier: SpecifierSet, built: Version,
+                     pin: str) -> list[Finding]:
+    major, minor = (*built.release, 0)[:2]
+    findings = []
+    if not specifier.contains(built.public, prereleases=True):
+        findings.append(Finding(ERROR, file, (
+            f"{written} excludes torch {built.public}, the torch the extension was built "
+            f"against: require {pin}")))
+    elif not specifier.contains(f"{major}.{minor}.0", prereleases=True):
+        findings.append(Finding(WARNING, file, (
+            f"{written} excludes torch {major}.{minor}.0, though an extension built against "
+            f"torch {built} loads under any {major}.{minor}.x: require {pin}")))
+    neighbours = [f"{major}.{minor + 1}.0"] + ([f"{major}.{minor - 1}.0"] if minor else [])
+    admitted = [v for v in neighbours if specifier.contains(v, prereleases=True)]
+    if admitted:
+        findings.append(Finding(ERROR, file, (
+            f"{written} admits torch {', '.join(admitted)}, but the extension was built against "
+            f"torch {built} and fails to load under another minor: require {pin}")))
+    return findings

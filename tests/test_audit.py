@@ -1,0 +1,447 @@
+"""audit_wheel on real wheels: zip files with dist-info, and shared objects compiled by cc."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import platform
+import shutil
+import textwrap
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from compatmatrix import _cmd
+from compatmatrix._elf import ElfError, read_elf, read_elf_file
+from compatmatrix.audit import ERROR, WARNING, AuditReport, Finding, audit_wheel
+
+ARCH = platform.machine()
+ABI3 = f"cp39-abi3-linux_{ARCH}"
+TORCH = "2.13.0+cpu"
+PIN = "torch>=2.13,<2.14"
+ALL_PYTHONS = ("3.10", "3.11", "3.12")
+EXT_312 = "compat_kernels/_C.cpython-312-x86_64-linux-gnu.so"
+
+needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (cc)")
+
+
+# -- building blocks: shared objects and wheels ---------------------------------------------
+
+
+def compile_so(out: Path, source: str, *args: str) -> Path:
+    """Compile ``source`` into the shared object ``out``; ``args`` go to the linker."""
+    c_file = out.with_name(out.name + ".c")
+    c_file.write_text(textwrap.dedent(source), encoding="utf-8")
+    result = _cmd.run(["cc", "-shared", "-fPIC", "-o", str(out), str(c_file), *args],
+                      timeout=120)
+    assert result.ok, result.output
+    return out
+
+
+@dataclass(frozen=True)
+class Binaries:
+    plain: bytes  # needs nothing
+    needs_libm: bytes  # needs libm.so.6, which every system has
+    torch_lib: Path  # folder holding libcompat_torchlike.so, standing in for torch/lib
+    needs_torchlike: bytes  # linked against libcompat_torchlike.so
+    needs_gone: bytes  # linked against libcompat_gone.so, which exists nowhere
+    needs_torch_cuda: bytes  # linked against a stub libtorch_cuda.so that exists nowhere
+    needs_vendored: bytes  # linked against libcompat_vendored.so, RUNPATH $ORIGIN/../lib
+    cuda_torch_lib: Path  # like a CUDA torch's lib: RUNPATH reaches ../../nvidia/lib
+    needs_cudart: bytes  # linked against nvidia/lib/libcompat_cudart.so
+    vendored: bytes
+
+
+@pytest.fixture(scope="module")
+def binaries(tmp_path_factory: pytest.TempPathFactory) -> Binaries:
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler (cc)")
+    root = tmp_path_factory.mktemp("binaries")
+    for folder in ("torch_lib", "gone", "cuda", "vendor", "site/torch/lib", "site/nvidia/lib"):
+        (root / folder).mkdir(parents=True)
+    lib = "int {name}(void) {{ return 1; }}\n"
+    user = "int {name}(void);\nint compat_entry(void) {{ return {name}(); }}\n"
+    compile_so(root / "torch_lib/libcompat_torchlike.so", lib.format(name="torchlike"))
+    compile_so(root / "gone/libcompat_gone.so", lib.format(name="gone"))
+    compile_so(root / "cuda/libtorch_cuda.so", lib.format(name="cuda_stub"))
+    compile_so(root / "vendor/libcompat_vendored.so", lib.format(name="vendored"))
+    compile_so(root / "site/nvidia/lib/libcompat_cudart.so", lib.format(name="cudart"))
+    compile_so(root / "site/torch/lib/libcompat_torch_cuda.so", user.format(name="cudart"),
+               f"-L{root / 'site/nvidia/lib'}", "-lcompat_cudart",
+               "-Wl,-rpath,$ORIGIN/../../nvidia/lib")
+
+    def linked(name: str, symbol: str, folder: str, library: str, *extra: str) -> bytes:
+        return compile_so(root / name, user.format(name=symbol), f"-L{root / folder}",
+                          f"-l{library}", *extra).read_bytes()
+
+    return Binaries(
+        plain=compile_so(root / "plain.so", "int compat_entry(void) { return 0; }\n")
+        .read_bytes(),
+        needs_libm=compile_so(root / "libm_user.so", "double cos(double);\n"
+                              "double compat_entry(double x) { return cos(x); }\n", "-lm")
+        .read_bytes(),
+        torch_lib=root / "torch_lib",
+        needs_torchlike=linked("torchlike_user.so", "torchlike", "torch_lib", "compat_torchlike"),
+        needs_gone=linked("gone_user.so", "gone", "gone", "compat_gone"),
+        needs_torch_cuda=linked("cuda_user.so", "cuda_stub", "cuda", "torch_cuda"),
+        needs_vendored=linked("vendored_user.so", "vendored", "vendor", "compat_vendored",
+                              "-Wl,-rpath,$ORIGIN/../compat_kernels.libs"),
+        vendored=(root / "vendor/libcompat_vendored.so").read_bytes(),
+        cuda_torch_lib=root / "site/torch/lib",
+        needs_cudart=linked("cudart_user.so", "cudart", "site/nvidia/lib", "compat_cudart"),
+    )
+
+
+def make_wheel(folder: Path, files: Mapping[str, bytes], *, tag: str = ABI3,
+               requires: Sequence[str] = (PIN,), wheel_tags: Sequence[str] | None = None,
+               skip: Sequence[str] = ()) -> Path:
+    """A wheel as a build backend writes it: files, then WHEEL, METADATA and RECORD."""
+    dist_info = "compat_kernels-0.1.0.dist-info"
+    metadata = "Metadata-Version: 2.1\nName: compat-kernels\nVersion: 0.1.0\n"
+    metadata += "".join(f"Requires-Dist: {line}\n" for line in requires)
+    metadata += "\nA long description that is no header.\nRequires-Dist: not-a-header\n"
+    wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
+    wheel += "".join(f"Tag: {t}\n" for t in (wheel_tags or [tag]))
+    contents = {**files, f"{dist_info}/WHEEL": wheel.encode(),
+                f"{dist_info}/METADATA": metadata.encode()}
+    contents = {name: data for name, data in contents.items()
+                if name.rsplit("/", 1)[-1] not in skip}
+    path = folder / f"compat_kernels-0.1.0-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+        if "RECORD" not in skip:
+            archive.writestr(f"{dist_info}/RECORD", record(contents, f"{dist_info}/RECORD"))
+    return path
+
+
+def record(contents: Mapping[str, bytes], own_name: str) -> str:
+    lines = []
+    for name, data in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{name},sha256={digest},{len(data)}")
+    return "\n".join([*lines, f"{own_name},,"]) + "\n"
+
+
+def audit(path: Path, *, python: str = "3.11", pythons: Sequence[str] = ALL_PYTHONS,
+          torch_version: str | None = TORCH, torch_lib_dirs: Sequence[Path] = ()) -> AuditReport:
+    return audit_wheel(path, python=python, pythons=pythons, torch_version=torch_version,
+                       torch_lib_dirs=torch_lib_dirs)
+
+
+def messages(report: AuditReport, severity: str = ERROR) -> list[str]:
+    return [f.message for f in report.findings if f.severity == severity]
+
+
+# -- tags against extension files -----------------------------------------------------------
+
+
+def test_good_abi3_wheel_has_no_findings(tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/__init__.py": b"",
+                                  "compat_kernels/_C.abi3.so": binaries.plain})
+    report = audit(wheel)
+    assert report.findings == ()
+    assert report.ok
+    assert report.wheel == wheel.name
+    assert report.tags == (ABI3,)
+    assert report.extensions == ("compat_kernels/_C.abi3.so",)
+    assert report.torch_requirement == PIN
+    assert AuditReport.from_json(report.to_json()) == report
+
+
+def test_abi3_wheel_with_a_cpython_312_extension_lists_the_pythons_it_fails_on(
+        tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {EXT_312: binaries.plain})
+    report = audit(wheel, python="3.12")
+    assert not report.ok
+    assert report.findings == (Finding(ERROR, EXT_312, (
+        f"{EXT_312} is built for CPython 3.12 only, but the wheel is tagged abi3: it will not "
+        "load on Python 3.10, 3.11")),)
+
+
+def test_abi3_wheel_with_a_cpython_extension_used_on_that_python_only_is_a_warning(
+        tmp_path: Path, binaries: Binaries) -> None:
+    report = audit(make_wheel(tmp_path, {EXT_312: binaries.plain}), python="3.12",
+                   pythons=["3.12"])
+    assert report.ok
+    assert [f.severity for f in report.findings] == [WARNING]
+    assert "installers put it on other Pythons" in report.findings[0].message
+
+
+def test_abi3_wheel_with_one_extension_per_python_loads_everywhere(
+        tmp_path: Path, binaries: Binaries) -> None:
+    files = {f"compat_kernels/_C.cpython-3{minor}-x86_64-linux-gnu.so": binaries.plain
+             for minor in (10, 11, 12)}
+    report = audit(make_wheel(tmp_path, files))
+    assert messages(report) == []
+    assert len(report.extensions) == 3
+
+
+def test_abi3_minimum_above_a_matrix_python_is_an_error(tmp_path: Path,
+                                                         binaries: Binaries) -> None:
+    tag = f"cp311-abi3-linux_{ARCH}"
+    report = audit(make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.plain},
+                              tag=tag))
+    assert report.findings == (Finding(ERROR, report.wheel, (
+        f"the wheel is tagged {tag}, whose minimum is above Python 3.10: installers there "
+        "refuse it, yet the matrix runs it on Python 3.10")),)
+
+
+def test_cp311_wheel_used_on_python_312(tmp_path: Path, binaries: Binaries) -> None:
+    ext = "compat_kernels/_C.cpython-311-x86_64-linux-gnu.so"
+    wheel = make_wheel(tmp_path, {ext: binaries.plain}, tag=f"cp311-cp311-linux_{ARCH}")
+    assert audit(wheel, pythons=["3.11"]).findings == ()
+    report = audit(wheel, python="3.12", pythons=["3.12"])
+    assert report.findings == (
+        Finding(ERROR, wheel.name, (f"the wheel is tagged cp311-cp311-linux_{ARCH}, which does "
+                                    "not name Python 3.12: installers there refuse it, yet the "
+                                    "matrix runs it on Python 3.12")),
+        Finding(ERROR, ext, (f"{ext} is built for CPython 3.11 only: it will not load on "
+                             "Python 3.12, where this wheel is used")),
+    )
+
+
+def test_cp312_wheel_with_plain_so_loads(tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.so": binaries.plain},
+                       tag=f"cp312-cp312-linux_{ARCH}")
+    assert audit(wheel, python="3.12", pythons=["3.12"]).findings == ()
+
+
+def test_pure_wheel_is_a_warning(tmp_path: Path) -> None:
+    report = audit(make_wheel(tmp_path, {"compat_kernels/__init__.py": b""}, tag="py3-none-any"))
+    assert report.ok
+    assert messages(report, WARNING) == [
+        "the wheel carries no extension module (a pure Python wheel): nothing compiled is "
+        "being tested"]
+
+
+def test_platform_wheel_without_extension_is_an_error(tmp_path: Path) -> None:
+    report = audit(make_wheel(tmp_path, {"compat_kernels/__init__.py": b""}))
+    assert messages(report) == [f"the wheel is tagged {ABI3} but carries no extension module: "
+                                "the build did not compile the extension"]
+
+
+def test_wheel_file_tags_differing_from_the_name_are_a_warning(tmp_path: Path,
+                                                                binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.plain},
+                       wheel_tags=[f"cp310-abi3-linux_{ARCH}"])
+    report = audit(wheel)
+    assert report.ok
+    assert report.tags == (ABI3,)  # installers go by the file name
+    assert [f.file for f in report.findings] == ["compat_kernels-0.1.0.dist-info/WHEEL"]
+
+
+# -- the torch requirement ------------------------------------------------------------------
+
+
+@pytest.fixture
+def ext(binaries: Binaries) -> dict[str, bytes]:
+    return {"compat_kernels/_C.abi3.so": binaries.plain}
+
+
+METADATA = "compat_kernels-0.1.0.dist-info/METADATA"
+
+
+def test_missing_torch_requirement_is_an_error(tmp_path: Path, ext: dict[str, bytes]) -> None:
+    report = audit(make_wheel(tmp_path, ext, requires=["numpy>=1.26"]))
+    assert report.torch_requirement is None
+    assert report.findings == (Finding(ERROR, METADATA, (
+        "the wheel does not require torch: users will pair it with any torch, and an extension "
+        f"built against torch 2.13 fails to load under another minor; require {PIN}")),)
+
+
+def test_torch_required_only_by_an_extra_counts_as_missing(tmp_path: Path,
+                                                           ext: dict[str, bytes]) -> None:
+    report = audit(make_wheel(tmp_path, ext, requires=[f'{PIN}; extra == "torch"']))
+    assert report.torch_requirement is None
+    assert len(messages(report)) == 1
+
+
+def test_marker_for_another_python_does_not_count(tmp_path: Path,
+                                                  ext: dict[str, bytes]) -> None:
+    requires = ['torch>=2.13; python_version < "3.11"', f'{PIN}; python_version >= "3.11"']
+    report = audit(make_wheel(tmp_path, ext, requires=requires))
+    assert report.findings == ()
+    assert report.torch_requirement == f'{PIN}; python_version >= "3.11"'
+
+
+def test_unbounded_torch_requirement_is_an_error(tmp_path: Path, ext: dict[str, bytes]) -> None:
+    report = audit(make_wheel(tmp_path, ext, requires=["torch>=2.13"]))
+    assert report.torch_requirement == "torch>=2.13"
+    assert messages(report) == [
+        "torch>=2.13 admits torch 2.14.0, but the extension was built against torch 2.13.0+cpu "
+        f"and fails to load under another minor: require {PIN}"]
+
+
+def test_torch_bound_to_the_wrong_minor_is_an_error(tmp_path: Path,
+                                                    ext: dict[str, bytes]) -> None:
+    report = audit(make_wheel(tmp_path, ext, requires=["torch>=2.12,<2.13"]))
+    assert messages(report) == [
+        "torch>=2.12,<2.13 excludes torch 2.13.0, the torch the extension was built against: "
+        f"require {PIN}",
+        "torch>=2.12,<2.13 admits torch 2.12.0, but the extension was built against torch "
+        f"2.13.0+cpu and fails to load under another minor: require {PIN}"]
+
+
+def test_exact_patch_pin_is_a_warning(tmp_path: Path, ext: dict[str, bytes]) -> None:
+    report = audit(make_wheel(tmp_path, ext, requires=["torch==2.13.1"]),
+                   torch_version="2.13.1+cu130")
+    assert report.ok
+    assert len(messages(report, WARNING)) == 1
+
+
+@pytest.mark.parametrize("requirement", [PIN, "torch==2.13.*", "torch~=2.13.0"])
+def test_pins_to_the_built_minor_pass(tmp_path: Path, ext: dict[str, bytes],
+                                      requirement: str) -> None:
+    assert audit(make_wheel(tmp_path, ext, requires=[requirement])).findings == ()
+
+
+def test_without_torch_the_requirement_is_only_recorded(tmp_path: Path,
+                                                        ext: dict[str, bytes]) -> None:
+    report = audit(make_wheel(tmp_path, ext, requires=["torch>=2"]), torch_version=None)
+    assert report.findings == ()
+    assert report.torch_requirement == "torch>=2"
+
+
+# -- ELF dependencies -----------------------------------------------------------------------
+
+
+def test_elf_dependency_resolves_through_torch_lib_dirs(tmp_path: Path,
+                                                        binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.needs_torchlike})
+    assert audit(wheel, torch_lib_dirs=[binaries.torch_lib]).findings == ()
+    report = audit(wheel, torch_lib_dirs=[tmp_path])  # a torch without that library
+    assert messages(report) == [
+        "libcompat_torchlike.so needed by compat_kernels/_C.abi3.so is not in torch "
+        "2.13.0+cpu's libraries nor on the system"]
+
+
+def test_library_torch_loads_through_its_runpath_resolves(tmp_path: Path,
+                                                          binaries: Binaries) -> None:
+    # A CUDA torch's libtorch_cuda.so reaches site-packages/nvidia/*/lib by RUNPATH; once torch
+    # is imported, an extension needing libcudart finds it loaded.
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.needs_cudart})
+    assert audit(wheel, torch_lib_dirs=[binaries.cuda_torch_lib]).findings == ()
+    assert not audit(wheel, torch_lib_dirs=[binaries.torch_lib]).ok
+
+
+def test_missing_elf_dependency_is_an_error(tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.needs_gone})
+    report = audit(wheel, torch_lib_dirs=[binaries.torch_lib])
+    assert report.findings == (Finding(ERROR, "compat_kernels/_C.abi3.so", (
+        "libcompat_gone.so needed by compat_kernels/_C.abi3.so is not in torch 2.13.0+cpu's "
+        "libraries nor on the system")),)
+    no_torch = audit(wheel, torch_version=None)
+    assert messages(no_torch) == ["libcompat_gone.so needed by compat_kernels/_C.abi3.so is "
+                                  "not in the wheel nor on the system"]
+
+
+def test_cuda_library_under_cpu_torch_says_so(tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.needs_torch_cuda})
+    assert messages(audit(wheel, torch_lib_dirs=[binaries.torch_lib])) == [
+        "libtorch_cuda.so needed by compat_kernels/_C.abi3.so is not in torch 2.13.0+cpu's "
+        "libraries nor on the system: the extension was built for CUDA, but torch 2.13.0+cpu "
+        "is CPU-only"]
+
+
+def test_system_library_resolves(tmp_path: Path, binaries: Binaries) -> None:
+    assert "libm.so.6" in read_elf(io.BytesIO(binaries.needs_libm)).needed
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.needs_libm})
+    assert audit(wheel).findings == ()
+
+
+def test_library_vendored_next_to_an_origin_runpath_resolves(tmp_path: Path,
+                                                             binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.needs_vendored,
+             "compat_kernels.libs/libcompat_vendored.so": binaries.vendored}
+    assert audit(make_wheel(tmp_path, files)).findings == ()
+
+
+def test_vendored_library_unreachable_by_runpath_is_a_warning(tmp_path: Path,
+                                                              binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.needs_vendored,
+             "compat_kernels/libcompat_vendored.so": binaries.vendored}
+    report = audit(make_wheel(tmp_path, files))
+    assert report.ok
+    assert [(f.severity, f.file) for f in report.findings] == [
+        (WARNING, "compat_kernels/_C.abi3.so")]
+    assert "no $ORIGIN search path" in report.findings[0].message
+
+
+def test_binary_for_another_machine_is_an_error(tmp_path: Path, binaries: Binaries) -> None:
+    other = bytearray(binaries.plain)
+    other[18:20] = (183 if ARCH != "aarch64" else 62).to_bytes(2, "little")  # e_machine
+    report = audit(make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": bytes(other)}))
+    assert len(messages(report)) == 1
+    assert f"but the wheel is tagged for {ARCH}" in messages(report)[0]
+
+
+def test_file_named_so_that_is_not_elf_is_an_error(tmp_path: Path) -> None:
+    report = audit(make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": b"MZ not a linux binary"}))
+    assert messages(report) == ["compat_kernels/_C.abi3.so is not a loadable ELF shared "
+                                "object (not an ELF file)"]
+
+
+# -- broken wheels --------------------------------------------------------------------------
+
+
+def test_corrupt_zip_is_a_finding_not_an_exception(tmp_path: Path) -> None:
+    wheel = tmp_path / f"compat_kernels-0.1.0-{ABI3}.whl"
+    wheel.write_bytes(b"PK\x03\x04 this is no zip file")
+    report = audit(wheel)
+    assert not report.ok
+    assert report.tags == (ABI3,)
+    assert [f.file for f in report.findings] == [wheel.name]
+    assert "cannot read the wheel as a zip file" in report.findings[0].message
+
+
+def test_missing_wheel_file_is_a_finding(tmp_path: Path) -> None:
+    report = audit(tmp_path / "nothing-1.0-py3-none-any.whl")
+    assert not report.ok
+
+
+def test_missing_metadata_is_an_error(tmp_path: Path, ext: dict[str, bytes]) -> None:
+    report = audit(make_wheel(tmp_path, ext, skip=["METADATA"]))
+    assert report.findings == (Finding(ERROR, METADATA, (
+        "is missing: the wheel is incomplete and installers will reject it")),)
+
+
+def test_zip_without_dist_info_is_an_error(tmp_path: Path) -> None:
+    wheel = tmp_path / "compat_kernels-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("compat_kernels/__init__.py", "")
+    report = audit(wheel)
+    assert "no .dist-info folder" in messages(report)[0]
+
+
+# -- the ELF reader -------------------------------------------------------------------------
+
+
+@needs_cc
+def test_elf_reader_reads_needed_and_runpath(binaries: Binaries) -> None:
+    info = read_elf(io.BytesIO(binaries.needs_vendored))
+    assert "libcompat_vendored.so" in info.needed
+    assert info.search_path == ("$ORIGIN/../compat_kernels.libs",)
+    assert info.shared_object
+    assert info.machine_name == ARCH
+    assert read_elf_file(binaries.torch_lib / "libcompat_torchlike.so").bits == 64
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf")
+def test_elf_reader_agrees_with_readelf(binaries: Binaries) -> None:
+    path = binaries.torch_lib.parent / "vendored_user.so"
+    dump = _cmd.run(["readelf", "-d", str(path)], timeout=60)
+    assert dump.ok, dump.output
+    needed = [line.split("[", 1)[1].rstrip("]") for line in dump.output.splitlines()
+              if "(NEEDED)" in line]
+    assert list(read_elf_file(path).needed) == needed
+
+
+@pytest.mark.parametrize("cut", [0, 3, 40, 200])
+def test_elf_reader_rejects_garbage_and_truncation(binaries: Binaries, cut: int) -> None:
+    with pytest.raises(ElfError):
+        read_elf(io.BytesIO(binaries.plain[:cut]))
