@@ -14,12 +14,14 @@ def test_variables_expand_and_unset_ones_drop_the_entry(tmp_path: Path) -> None:
 
 def test_pip_config_is_read_from_environment_and_config_files(tmp_path: Path) -> None:
     conf = tmp_path / "pip.conf"
-    conf.write_text("[global]\nfind-links = /from/conf /second\n")
+    conf.write_text("[global]\nfind-links = /from/conf /second\n[install]\nfind-links = /third\n")
     env = {"PIP_FIND_LINKS": "/from/env", "PIP_CONFIG_FILE": str(conf), "HOME": str(tmp_path),
            "PATH": "/usr/bin:/bin"}
     links = pip_config_find_links(env)
     assert links[0] == "/from/env"
-    assert "/from/conf" in links and "/second" in links
+    assert {"/from/conf", "/second", "/third"} <= set(links)
+    assert expand_find_links(Indexes((), ("pip-config",)),
+                             {**env, "PIP_CONFIG_FILE": "/dev/null"}) == ["/from/env"]
     assert expand_find_links(Indexes((), ("pip-config",)), env) == links
 
 

@@ -6,12 +6,11 @@ from environment variables and from pip's own configuration (the word ``pip-conf
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
-import shlex
-import subprocess
-import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from .spec import Indexes
 
@@ -21,21 +20,41 @@ PYPI = "pypi"
 PIP_CONFIG = "pip-config"
 
 
-def pip_config_find_links(env: Mapping[str, str], python: str = sys.executable) -> list[str]:
-    """pip's configured find-links (PIP_FIND_LINKS and every pip.conf), in pip's order."""
-    found: list[str] = []
-    found += env.get("PIP_FIND_LINKS", "").split()
-    try:
-        done = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True,
-                              text=True, timeout=30, env=dict(env), stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        done = None
-    if done is not None and done.returncode == 0:
-        for line in done.stdout.splitlines():
-            key, _, value = line.partition("=")
-            if key.strip().endswith(".find-links"):
-                found += shlex.split(value.strip().strip("'\""))
+def pip_config_find_links(env: Mapping[str, str]) -> list[str]:
+    """pip's configured find-links: PIP_FIND_LINKS, then pip's configuration files.
+
+    Read the way pip reads them (global, user, site, then PIP_CONFIG_FILE; sections
+    ``global`` and ``install``) rather than through ``python -m pip config``, which is
+    missing from uv-made venvs.
+    """
+    found = env.get("PIP_FIND_LINKS", "").split()
+    for path in _pip_config_files(env):
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
+            value = parser.get(section, "find-links", fallback="") or parser.get(
+                section, "find_links", fallback="")
+            found += value.split()
     return list(dict.fromkeys(item for item in found if item))
+
+
+def _pip_config_files(env: Mapping[str, str]) -> list[Path]:
+    explicit = env.get("PIP_CONFIG_FILE")
+    if explicit == os.devnull:  # pip's way of saying "no configuration files at all"
+        return []
+    home = Path(env.get("HOME", "~")).expanduser()
+    xdg_dirs = env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep)
+    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs if d] + [Path("/etc/pip.conf")]
+    files += [home / ".pip" / "pip.conf",
+              Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "pip" / "pip.conf"]
+    if env.get("VIRTUAL_ENV"):
+        files.append(Path(env["VIRTUAL_ENV"]) / "pip.conf")
+    if explicit:
+        files.append(Path(explicit))
+    return [path for path in files if path.is_file()]
 
 
 def expand_find_links(indexes: Indexes, env: Mapping[str, str]) -> list[str]:
