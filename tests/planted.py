@@ -14,6 +14,9 @@ EXT_C = r"""
 #include <Python.h>
 #include <signal.h>
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ext", NULL, -1, NULL};
+#if defined(PLANT_BUILD_ERROR) && PY_MINOR_VERSION == 12
+#error "planted build error: this extension does not compile on Python 3.12"
+#endif
 PyMODINIT_FUNC PyInit__ext(void) {
 #if defined(PLANT_SEGFAULT) && PY_MINOR_VERSION == 12
     raise(SIGSEGV);
@@ -29,7 +32,8 @@ from setuptools import Extension, setup
 PLANT = {plant!r}
 on_312 = sys.version_info[:2] == (3, 12)
 limited = not (PLANT == "abi3-mismatch" and on_312)
-macros = [("PLANT_SEGFAULT", "1")] if PLANT == "segfault" else []
+macros = {{"segfault": [("PLANT_SEGFAULT", "1")],
+          "build-error": [("PLANT_BUILD_ERROR", "1")]}}.get(PLANT, [])
 if limited:
     macros.append(("Py_LIMITED_API", "0x03090000"))
 requires = []
@@ -95,7 +99,8 @@ def make_project(root: Path, plant: str, matrix_body: str) -> Path:
     (pkg / "planted" / "_ext.c").write_text(EXT_C)
     (pkg / "checks" / "test_planted.py").write_text(TESTS_PY.format(plant=plant))
     matrix = root / "matrix.yaml"
+    body = textwrap.dedent(matrix_body).lstrip()
+    indexes = "" if "indexes:" in body else "indexes: {find_links: [pip-config]}\n"
     matrix.write_text("version: 1\nproject: {path: proj, import: planted._ext}\n"
-                      "indexes: {find_links: [pip-config]}\n"
-                      + textwrap.dedent(matrix_body).lstrip())
+                      + indexes + body)
     return matrix

@@ -141,3 +141,68 @@ def test_cells_sharing_a_build_key_build_once(tmp_path: Path) -> None:
     assert second.resolved["pytest-timeout"] == "2.3.1"
     data = json.loads((tmp_path / "work/results/py3.11-pytest-timeout2.3.1.json").read_text())
     assert data["schema"] == 1 and data["reproduce"].endswith("--cell py3.11-pytest-timeout2.3.1")
+
+
+def test_failed_build_keeps_its_first_error_lines(tmp_path: Path) -> None:
+    matrix = make_project(tmp_path, "build-error", TWO_PYTHONS)
+    records = run_matrix(matrix, tmp_path / "work")
+    assert_good(records["py3.11"])
+    bad = records["py3.12"]
+    assert (bad.status, bad.stage) == (Status.FAILED, "build")
+    assert any("planted build error" in line for line in bad.details), bad.details
+
+
+def simple_index(root: Path, wheel: Path) -> str:
+    """A PEP 503 index folder holding one wheel, as a file:// URL."""
+    project = root / wheel.name.split("-")[0].lower()
+    project.mkdir(parents=True)
+    (project / wheel.name).symlink_to(wheel)
+    (project / "index.html").write_text(f'<a href="{wheel.name}">{wheel.name}</a>\n')
+    (root / "index.html").write_text(f'<a href="{project.name}/">{project.name}</a>\n')
+    return root.as_uri()
+
+
+def test_variant_from_a_local_index_folder(tmp_path: Path) -> None:
+    from compatmatrix.indexes import pip_config_find_links
+
+    wheels = [w for d in pip_config_find_links(os.environ) for w in
+              Path(d).glob("torch-2.13.0+cpu-cp311-*.whl")]
+    if not wheels:
+        pytest.skip("no CPU torch 2.13.0 wheel in pip's find-links folders")
+    index = simple_index(tmp_path / "index", wheels[0])
+    matrix = make_project(tmp_path, "none", f"""
+        axes:
+          python: ["3.11"]
+          torch: ["2.13.0"]
+          cuda: [cpu]
+        indexes: {{cpu: "{index}"}}
+        suites:
+          checks: {{paths: [proj/checks]}}
+        """)
+    record = run_matrix(matrix, tmp_path / "work")["py3.11-torch2.13.0-cpu"]
+    assert_good(record)
+    assert record.resolved["torch"] == "2.13.0+cpu"
+
+
+def test_unreachable_index_is_unavailable_fast(tmp_path: Path) -> None:
+    matrix = make_project(tmp_path, "none", """
+        axes:
+          python: ["3.11"]
+          torch: ["2.13.0"]
+          cuda: [cu999]
+        indexes: {cu999: "http://127.0.0.1:9/simple"}
+        suites:
+          checks: {paths: [proj/checks]}
+        """)
+    record = run_matrix(matrix, tmp_path / "work")["py3.11-torch2.13.0-cu999"]
+    assert (record.status, record.stage) == (Status.UNAVAILABLE, "resolve")
+    assert "127.0.0.1:9" in "\n".join(record.details)
+    assert record.durations["resolve"] < 60
+
+
+def test_another_torch_extension_with_its_own_layout(tmp_path: Path) -> None:
+    matrix = Path(__file__).parent / "projects" / "torchext" / "matrix.yaml"
+    record = run_matrix(matrix, tmp_path / "work")["py3.11-torch2.13.0-cpu"]
+    assert_good(record)
+    assert record.audit is not None and record.audit["tags"] == ["cp311-cp311-linux_x86_64"]
+    assert record.suites["checks"]["passed"] == 2
