@@ -65,7 +65,7 @@ def test_imports():
 
 
 def test_planted():
-    if ON_312 and PLANT == "hang":
+    if ON_312 and (PLANT == "hang" or os.environ.get("PLANTED_HANG")):
         time.sleep(600)
     if ON_312 and PLANT == "worker-crash":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -13,12 +13,33 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CommandResult", "run"]
+__all__ = ["CommandResult", "run", "stop_all"]
+
+# Children still running, so that an interrupt can end every process group at once and no
+# new one starts afterwards. This is the only process-wide state: what it tracks (live OS
+# processes) is itself process-wide.
+_LIVE: set[subprocess.Popen[str]] = set()
+_LIVE_LOCK = threading.Lock()
+_STOPPED = threading.Event()
+
+
+def stop_all() -> None:
+    """Kill every running child's process group and refuse to start new ones."""
+    _STOPPED.set()
+    with _LIVE_LOCK:
+        for proc in list(_LIVE):
+            _kill_group(proc)
+
+
+def _register(proc: subprocess.Popen[str], live: bool) -> None:
+    with _LIVE_LOCK:
+        (_LIVE.add if live else _LIVE.discard)(proc)
 
 
 @dataclass(frozen=True)
@@ -48,6 +69,9 @@ def run(argv: Sequence[str], *, log: Path | None = None, cwd: Path | None = None
         with log.open("a", encoding="utf-8") as handle:
             handle.write(f"$ {shlex.join(argv)}\n")
     start = time.monotonic()
+    if _STOPPED.is_set():
+        return CommandResult(argv, -2, "[compatmatrix] not started: the run was interrupted\n",
+                             0.0)
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=dict(env) if env is not None else None, text=True,
@@ -59,6 +83,7 @@ def run(argv: Sequence[str], *, log: Path | None = None, cwd: Path | None = None
         _append(log, result.output)
         return result
     timed_out = False
+    _register(proc, True)
     try:
         output, _ = proc.communicate(input_text, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -70,6 +95,8 @@ def run(argv: Sequence[str], *, log: Path | None = None, cwd: Path | None = None
         _kill_group(proc)
         proc.wait()
         raise
+    finally:
+        _register(proc, False)
     result = CommandResult(argv, proc.returncode, output or "", time.monotonic() - start,
                            timed_out)
     _append(log, result.output + f"[exit {result.returncode} after {result.duration:.1f} s]\n")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import threading
 import time
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -23,16 +24,23 @@ from .env import install_cell_env
 from .gpu import kind_problem
 from .identity import check_identity
 from .indexes import index_url_for
+from .inputs import ProjectDigests, cell_inputs
 from .interpreters import InterpreterFinder
 from .plan import Cell
 from .project import ProjectMeta, read_project
 from .resolve import Resolution, Sources, cell_requirements, choose_sources, resolve_cell
-from .results import CellRecord, Status
+from .results import CellRecord, Status, read_record
 from .spec import NONE, Matrix
 from .suites import SuiteResult, run_suite
 from .workdir import WorkDir
 
-__all__ = ["DEFAULT_TIMEOUTS", "RunContext", "run_cell"]
+__all__ = ["DEFAULT_TIMEOUTS", "Cancelled", "RunContext", "StageHook", "run_cell"]
+
+StageHook = Callable[[str, str], None]  # (cell id, stage) when a stage starts
+
+
+class Cancelled(Exception):
+    """The run was interrupted: this cell leaves no record, the next run redoes it."""
 
 DEFAULT_TIMEOUTS = {"resolve": 600, "build": 3600, "audit": 300, "install": 1200,
                     "identity": 300, "suite": 1800}
@@ -51,16 +59,22 @@ class RunContext:
     find_links: tuple[str, ...]
     jobs: int
     gpus: tuple[tuple[str, str], ...]
+    digests: ProjectDigests
     reproduce_prefix: str = "compatmatrix run"
+    force: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
 
     def timeout(self, stage: str) -> float:
         return float(dict(self.matrix.timeouts).get(stage, DEFAULT_TIMEOUTS[stage]))
 
 
-def run_cell(ctx: RunContext, cell: Cell) -> CellRecord:
+def run_cell(ctx: RunContext, cell: Cell, on_stage: StageHook | None = None) -> CellRecord:
+    """Run one cell and write its record. Raises Cancelled (writing nothing) on interrupt."""
     record = _base_record(ctx, cell)
     try:
-        record = _CellRun(ctx, cell, record).run()
+        record = _CellRun(ctx, cell, record, on_stage).run()
+    except Cancelled:
+        raise
     except Exception:
         log = ctx.workdir.log(cell.id, "error")
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +83,8 @@ def run_cell(ctx: RunContext, cell: Cell) -> CellRecord:
                             "(a bug: please report it with this log)",
                             details=tuple(traceback.format_exc().splitlines()[-3:]),
                             logs={**record.logs, "error": str(log)})
+    if ctx.cancel.is_set():  # killed subprocesses look like failures: do not record them
+        raise Cancelled(cell.id)
     record.write(ctx.workdir.record(cell.id))
     return record
 
@@ -91,12 +107,18 @@ def _relative(path: Path) -> str:
 class _CellRun:
     """The stages of one cell; each method returns a final record or None to go on."""
 
-    def __init__(self, ctx: RunContext, cell: Cell, record: CellRecord) -> None:
+    def __init__(self, ctx: RunContext, cell: Cell, record: CellRecord,
+                 on_stage: StageHook | None) -> None:
         self.ctx, self.cell, self.record = ctx, cell, record
+        self.on_stage = on_stage
         self.durations: dict[str, float] = {}
         self.logs: dict[str, str] = {}
 
     def log(self, stage: str) -> Path:
+        if self.ctx.cancel.is_set():
+            raise Cancelled(self.cell.id)
+        if self.on_stage is not None:
+            self.on_stage(self.cell.id, stage)
         path = self.ctx.workdir.log(self.cell.id, stage)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("", encoding="utf-8")
@@ -111,8 +133,8 @@ class _CellRun:
         return self.record
 
     def run(self) -> CellRecord:
-        for step in (self.interpreter, self.resolve, self.build, self.audit, self.install,
-                     self.identity, self.suites):
+        for step in (self.interpreter, self.resolve, self.reuse, self.build, self.audit,
+                     self.install, self.identity, self.suites):
             final = step()
             if final is not None:
                 return final
@@ -127,6 +149,22 @@ class _CellRun:
         self.python = found.path
         self.record = self.record.but(interpreter=f"{found.path} ({found.full_version})")
         return None
+
+    def reuse(self) -> CellRecord | None:
+        """The previous record, when nothing this cell depends on has changed."""
+        ctx = self.ctx
+        inputs = cell_inputs(ctx.matrix, ctx.digests, axes=dict(self.cell.axes),
+                             build_key=self.cell.build_key,
+                             interpreter=str(self.record.interpreter),
+                             pins=self.record.resolved, gpus=ctx.gpus)
+        self.record = self.record.but(inputs=inputs)
+        previous = read_record(ctx.workdir.record(self.cell.id))
+        if (ctx.force or previous is None or previous.inputs != inputs
+                or previous.status is Status.ERROR):
+            return None
+        if self.on_stage is not None:
+            self.on_stage(self.cell.id, "reused")
+        return previous.but(reused=True)
 
     def resolve(self) -> CellRecord | None:
         ctx, log = self.ctx, self.log("resolve")
@@ -146,6 +184,7 @@ class _CellRun:
         self.record = self.record.but(resolved=result.pins)
         if result.status == "ok":
             return None
+        self.record = self.record.but(inputs="")  # nothing to compare: resolve again next time
         status = {"incompatible": Status.INCOMPATIBLE,
                   "unavailable": Status.UNAVAILABLE}.get(result.status, Status.FAILED)
         reason = {"incompatible": "the pins cannot be installed together",

@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from ._table import format_table
-from .errors import CompatError
+from .errors import CompatError, UsageError
 from .interpreters import InterpreterFinder
 from .orchestrate import make_context, run_cells, select_cells
 from .plan import Cell, plan_cells
+from .progress import make_progress
 from .results import CellRecord, Status
 from .spec import NONE, Matrix, load_matrix
 from .workdir import WorkDir
@@ -64,9 +66,22 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: .compatmatrix/ beside matrix.yaml)")
     run.add_argument("--cell", action="append", default=[], metavar="ID",
                      help="run only this cell (an id or a glob; repeatable)")
-    run.add_argument("--jobs", type=int, default=None, metavar="N",
-                     help="CPU budget for builds and test workers (default: number of cores)")
-    run.set_defaults(handler=_cmd_run)
+    run.add_argument("--select", action="append", default=[], metavar="AXIS=GLOB",
+                     help="run only cells whose AXIS value matches GLOB, e.g. 'torch=2.13.*' "
+                          "(repeatable: all must match)")
+    run.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                     help="CPU budget: cells in parallel, and build and test workers shared "
+                          "among them (default: number of cores)")
+    run.add_argument("--force", action="store_true",
+                     help="run every selected cell, even when its inputs did not change")
+    run.add_argument("--fail-fast", action="store_true",
+                     help="start no new cell after one fails or errors")
+    level = run.add_mutually_exclusive_group()
+    level.add_argument("-q", "--quiet", action="store_const", const=0, dest="verbosity",
+                       help="print only the final summary")
+    level.add_argument("-v", "--verbose", action="store_const", const=2, dest="verbosity",
+                       help="print a line for every stage of every cell")
+    run.set_defaults(handler=_cmd_run, verbosity=1)
     return parser
 
 
@@ -94,19 +109,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
     workdir = args.workdir or Path(os.environ.get("COMPATMATRIX_WORKDIR")
                                    or matrix.root / ".compatmatrix")
-    ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs)
-    cells = select_cells(ctx.cells, args.cell)
-    records = run_cells(ctx, cells, progress=lambda line: print(line, flush=True))
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs, force=args.force)
+    cells = select_cells(ctx.cells, args.cell, args.select)
+    signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job stops like Ctrl-C
+    try:
+        records = run_cells(ctx, cells, make_progress(args.verbosity),
+                            fail_fast=args.fail_fast)
+    except KeyboardInterrupt:
+        kept = sum(ctx.workdir.record(c.id).is_file() for c in cells)
+        print(f"compatmatrix: interrupted; {kept} of {len(cells)} cells have a record; "
+              "run again to complete the rest", file=sys.stderr)
+        return 130
     print()
     print(summary_table(records, ctx.workdir))
+    print(_counts_line(records))
     bad = [r for r in records if r.status in (Status.FAILED, Status.ERROR)]
     return 1 if bad else 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _counts_line(records: Sequence[CellRecord]) -> str:
+    counts = {status: sum(r.status is status for r in records) for status in Status}
+    reused = sum(r.reused for r in records)
+    parts = [f"{n} {status.value}" for status, n in counts.items() if n]
+    return f"{len(records)} cells: " + ", ".join(parts) + (f" ({reused} reused)" if reused
+                                                           else "")
+
+
 def summary_table(records: Sequence[CellRecord], workdir: WorkDir) -> str:
-    rows = [[r.cell, r.status.value, r.stage or "", (r.reason.splitlines() or [""])[0][:70],
-             str(workdir.logs(r.cell))] for r in records]
+    rows = [[r.cell, r.status.value + (" (reused)" if r.reused else ""), r.stage or "",
+             (r.reason.splitlines() or [""])[0][:70], _short_path(workdir.logs(r.cell))]
+            for r in records]
     return format_table(["cell", "status", "stage", "reason", "logs"], rows)
+
+
+def _short_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _plan_json(cell: Cell, finder: InterpreterFinder) -> dict[str, object]:

@@ -19,39 +19,37 @@ from typing import Any, Callable
 
 import nox
 
+from .cli import main
 from .errors import CompatError
-from .orchestrate import make_context, run_cells, select_cells
 from .plan import plan_cells
-from .results import Status
 from .spec import Matrix, load_matrix
 
 __all__ = ["register_cell_sessions"]
 
 
 def register_cell_sessions(matrix_file: str | os.PathLike[str] = "matrix.yaml") -> Matrix:
+    """One session per cell (named by its id) and the ``matrix`` session."""
+    path = Path(matrix_file).resolve()
     try:
-        matrix = load_matrix(Path(matrix_file).resolve())
+        matrix = load_matrix(path)
     except CompatError as error:  # a person's mistake: the message, never a traceback
         print(f"compatmatrix: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
     for cell in plan_cells(matrix):
         register = nox.session(name=cell.id, python=False, tags=["cells"], default=False)
-        register(_cell_session(matrix, cell.id))
+        register(_run_session(path, ["--cell", cell.id], f"cell {cell.id}"))
+    nox.session(name="matrix", python=False, default=False)(_run_session(
+        path, [], "every cell, in parallel and incrementally (-- --select, --force, -j N)"))
     return matrix
 
 
-def _cell_session(matrix: Matrix, cell_id: str) -> Callable[[Any], None]:
+def _run_session(matrix: Path, args: list[str], doc: str) -> Callable[[Any], None]:
     def session(session: nox.Session) -> None:
-        """One cell of matrix.yaml, end to end."""
-        workdir = Path(os.environ.get("COMPATMATRIX_WORKDIR") or matrix.root / ".compatmatrix")
-        ctx = make_context(matrix, workdir, os.environ)
-        records = run_cells(ctx, select_cells(ctx.cells, [cell_id]), progress=session.log)
-        record = records[0]
-        session.log(f"record: {ctx.workdir.record(cell_id)}")
-        if record.status in (Status.FAILED, Status.ERROR):
-            session.error(f"{cell_id}: {record.status.value} at {record.stage}: {record.reason}")
-        if record.status is not Status.PASSED:
-            session.skip(f"{cell_id}: {record.status.value}: {record.reason}")
+        code = main(["run", "--matrix", str(matrix), *args, *session.posargs])
+        if code == 130:
+            session.error("interrupted")
+        if code != 0:
+            session.error("a cell failed or errored (see the summary above)")
 
-    session.__doc__ = f"cell {cell_id}"
+    session.__doc__ = doc
     return session

@@ -5,17 +5,22 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from .cell import RunContext, run_cell
+from . import _cmd
+from .cell import Cancelled, RunContext, run_cell
 from .errors import UsageError, did_you_mean
 from .gpu import gpu_capabilities
 from .indexes import expand_find_links
+from .inputs import ProjectDigests
 from .interpreters import InterpreterFinder
 from .plan import Cell, plan_cells
-from .results import CellRecord
-from .spec import Matrix
+from .progress import LineProgress, Progress
+from .results import CellRecord, Status
+from .spec import NONE, Matrix
 from .workdir import WorkDir
 
 __all__ = ["make_context", "run_cells", "select_cells", "uv_command"]
@@ -35,42 +40,129 @@ def uv_command(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def make_context(matrix: Matrix, workdir: Path, env: Mapping[str, str],
-                 jobs: int | None = None, reproduce_prefix: str = "compatmatrix run"
-                 ) -> RunContext:
+                 jobs: int | None = None, *, force: bool = False) -> RunContext:
     return RunContext(
         matrix=matrix, cells=tuple(plan_cells(matrix)), workdir=WorkDir(workdir.resolve()),
         env=dict(env), finder=InterpreterFinder(env, dict(matrix.interpreters)),
         uv=uv_command(env), find_links=tuple(expand_find_links(matrix.indexes, env)),
         jobs=jobs or os.cpu_count() or 1, gpus=gpu_capabilities(env),
-        reproduce_prefix=reproduce_prefix)
+        digests=ProjectDigests(matrix), force=force)
 
 
-def select_cells(cells: Sequence[Cell], ids: Sequence[str]) -> list[Cell]:
-    """Cells by id or glob, in plan order; an id that matches nothing is a usage error."""
-    if not ids:
-        return list(cells)
-    chosen = []
-    for pattern in ids:
-        matched = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
-        if not matched:
-            raise UsageError(f"no cell matches {pattern!r}; "
-                             + did_you_mean(pattern, [c.id for c in cells])
-                             + "\n  'compatmatrix plan' lists the cells")
-        chosen += matched
-    wanted = {c.id for c in chosen}
-    return [c for c in cells if c.id in wanted]
+def select_cells(cells: Sequence[Cell], ids: Sequence[str] = (),
+                 selects: Sequence[str] = ()) -> list[Cell]:
+    """Cells by id or glob (any of ``ids``) and by axis value (all of ``selects``,
+    each ``axis=glob``), in plan order; a pattern that matches nothing is a usage error."""
+    chosen = list(cells)
+    if ids:
+        wanted: set[str] = set()
+        for pattern in ids:
+            matched = {c.id for c in cells if fnmatch.fnmatchcase(c.id, pattern)}
+            if not matched:
+                raise UsageError(f"no cell matches {pattern!r}; "
+                                 + did_you_mean(pattern, [c.id for c in cells])
+                                 + "\n  'compatmatrix plan' lists the cells")
+            wanted |= matched
+        chosen = [c for c in chosen if c.id in wanted]
+    for select in selects:
+        axis, sep, pattern = select.partition("=")
+        names = [name for name, _ in cells[0].axes] if cells else []
+        if not sep or axis not in names:
+            raise UsageError(f"--select {select!r}: expected AXIS=GLOB with AXIS one of "
+                             f"{', '.join(names)}"
+                             + (f"; {did_you_mean(axis, names)}" if sep else ""))
+        chosen = [c for c in chosen if fnmatch.fnmatchcase(c.value(axis) or NONE, pattern)]
+    if not chosen:
+        raise UsageError("the selection matches no cell; 'compatmatrix plan' lists the cells")
+    return chosen
 
 
-def run_cells(ctx: RunContext, cells: Sequence[Cell],
-              progress: Callable[[str], object] | None = None) -> list[CellRecord]:
-    records = []
-    for index, cell in enumerate(cells, 1):
-        if progress is not None:
-            progress(f"[{index}/{len(cells)}] {cell.id}: running")
-        record = run_cell(ctx, cell)
-        if progress is not None:
-            stage = f" at {record.stage}" if record.stage else ""
-            progress(f"[{index}/{len(cells)}] {cell.id}: {record.status.value}{stage}"
-                     + (f" ({record.reason.splitlines()[0]})" if record.reason else ""))
-        records.append(record)
-    return records
+def run_cells(ctx: RunContext, cells: Sequence[Cell], progress: Progress | None = None,
+              *, fail_fast: bool = False) -> list[CellRecord]:
+    """Run ``cells`` in parallel within ``ctx.jobs``; records come back in plan order.
+
+    Ctrl-C kills every child process, keeps the records already written, writes none for
+    the interrupted cells, and re-raises KeyboardInterrupt.
+    """
+    return _Scheduler(ctx, cells, progress or LineProgress(verbosity=0), fail_fast).run()
+
+
+class _Scheduler:
+    def __init__(self, ctx: RunContext, cells: Sequence[Cell], progress: Progress,
+                 fail_fast: bool) -> None:
+        self.cells, self.progress, self.fail_fast = list(cells), progress, fail_fast
+        self.slots = max(1, min(ctx.jobs, len(self.cells)))
+        # the CPU budget is shared: each running cell builds and tests with its share
+        self.ctx = replace(ctx, jobs=max(1, ctx.jobs // self.slots))
+        self.cancel = ctx.cancel
+        self.cond = threading.Condition()
+        self.pending = list(self.cells)
+        self.held: set[str] = set()  # build keys a running cell may still build
+        self.running = 0
+        self.stopped = False
+        self.records: dict[str, CellRecord] = {}
+        self.threads: list[threading.Thread] = []
+
+    def run(self) -> list[CellRecord]:
+        self.progress.start(len(self.cells))
+        try:
+            with self.cond:
+                while True:
+                    self._start_ready()
+                    if self.running == 0 and (self.stopped or not self.pending):
+                        break
+                    self.cond.wait(0.5)
+        except BaseException:
+            self.cancel.set()
+            _cmd.stop_all()
+            for thread in self.threads:
+                thread.join()
+            raise
+        finally:
+            self.progress.close()
+        return [self.records[c.id] for c in self.cells if c.id in self.records]
+
+    def _start_ready(self) -> None:
+        while self.running < self.slots and not self.stopped:
+            cell = next((c for c in self.pending if c.build_key not in self.held), None)
+            if cell is None:
+                return
+            self.pending.remove(cell)
+            self.held.add(cell.build_key)
+            self.running += 1
+            thread = threading.Thread(target=self._work, args=(cell,), daemon=True,
+                                      name=f"cell {cell.id}")
+            self.threads.append(thread)
+            thread.start()
+
+    def _work(self, cell: Cell) -> None:
+        holding = [True]
+
+        def on_stage(cell_id: str, stage: str) -> None:
+            if holding[0] and stage not in ("resolve", "build"):
+                self._release(cell.build_key, holding)  # the wheel exists: others may reuse it
+            self.progress.stage(cell_id, stage)
+
+        record: CellRecord | None = None
+        try:
+            record = run_cell(self.ctx, cell, on_stage)
+        except Cancelled:
+            pass
+        finally:
+            self._release(cell.build_key, holding)
+            with self.cond:
+                self.running -= 1
+                if record is not None:
+                    self.records[cell.id] = record
+                    if self.fail_fast and record.status in (Status.FAILED, Status.ERROR):
+                        self.stopped = True
+                self.cond.notify_all()
+        if record is not None:
+            self.progress.finished(record)
+
+    def _release(self, key: str, holding: list[bool]) -> None:
+        with self.cond:
+            if holding[0]:
+                holding[0] = False
+                self.held.discard(key)
+                self.cond.notify_all()

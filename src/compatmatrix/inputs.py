@@ -1,0 +1,89 @@
+"""What a cell's result depends on, as one digest: equal digests mean the record still holds.
+
+The digest covers the compatmatrix version, the cell's axes and build key, the matrix
+settings a cell reads (project, indexes, suites, timeouts), the interpreter, the sources of
+the package under test (test folders excluded), the test folders, the lock, and the GPUs
+present. Editing a test changes it without changing the build digest, so a rerun runs the
+suites again but reuses the wheel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .sources import digest_files, source_files
+from .spec import Matrix
+
+__all__ = ["ProjectDigests", "cell_inputs"]
+
+
+class ProjectDigests:
+    """Digests of the project's sources and tests, computed once per run (thread-safe)."""
+
+    def __init__(self, matrix: Matrix) -> None:
+        self._matrix = matrix
+        self._lock = threading.Lock()
+        self._values: dict[str, str] = {}
+
+    def test_paths(self) -> tuple[Path, ...]:
+        return tuple(sorted({self._matrix.root / p for s in self._matrix.suites
+                             for p in s.paths}))
+
+    def source(self) -> str:
+        return self._once("source", lambda: digest_files(
+            self._matrix.project.path, source_files(self._matrix.project.path,
+                                                    self.test_paths())))
+
+    def tests(self) -> str:
+        def compute() -> str:
+            parts = []
+            for path in self.test_paths():
+                if path.is_dir():
+                    parts.append(str(path) + ":" + digest_files(path, source_files(path)))
+                elif path.is_file():
+                    parts.append(str(path) + ":" + hashlib.sha256(path.read_bytes()).hexdigest())
+            return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        return self._once("tests", compute)
+
+    def _once(self, name: str, compute: Any) -> str:
+        with self._lock:
+            if name not in self._values:
+                self._values[name] = compute()
+            return self._values[name]
+
+
+def cell_inputs(matrix: Matrix, digests: ProjectDigests, *, axes: Mapping[str, str],
+                build_key: str, interpreter: str, pins: Mapping[str, str],
+                gpus: object) -> str:
+    data = {
+        "compatmatrix": __version__,
+        "axes": dict(axes),
+        "build_key": build_key,
+        "project": _plain(asdict(matrix.project)),
+        "indexes": _plain(asdict(matrix.indexes)),
+        "suites": [_plain(asdict(s)) for s in matrix.suites],
+        "timeouts": dict(matrix.timeouts),
+        "interpreter": interpreter,
+        "source": digests.source(),
+        "tests": digests.tests(),
+        "lock": dict(pins),
+        "gpus": repr(tuple(gpus)) if isinstance(gpus, tuple) else repr(gpus),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
