@@ -37,19 +37,23 @@ def register_cell_sessions(matrix_file: str | os.PathLike[str] = "matrix.yaml") 
         raise SystemExit(error.exit_code) from None
     for cell in plan_cells(matrix):
         register = nox.session(name=cell.id, python=False, tags=["cells"], default=False)
-        register(_run_session(path, ["--cell", cell.id], f"cell {cell.id}"))
+        register(_run_session(path, ["--cell", cell.id], f"cell {cell.id}",
+                              f"{cell.id} did not pass (see its record and logs)"))
     nox.session(name="matrix", python=False, default=False)(_run_session(
-        path, [], "every cell, in parallel and incrementally (-- --select, --force, -j N)"))
+        path, ["--exit-zero"],
+        "every cell, in parallel and incrementally (-- --select, --force, -j N)",
+        "a cell errored: a bug in compatmatrix, see the cell's error.log"))
     return matrix
 
 
-def _run_session(matrix: Path, args: list[str], doc: str) -> Callable[[Any], None]:
+def _run_session(matrix: Path, args: list[str], doc: str,
+                 failure: str) -> Callable[[Any], None]:
     def session(session: nox.Session) -> None:
         code = main(["run", "--matrix", str(matrix), *args, *session.posargs])
         if code == 130:
             session.error("interrupted")
         if code != 0:
-            session.error("a cell failed or errored (see the summary above)")
+            session.error(failure)
 
     session.__doc__ = doc
     return session
