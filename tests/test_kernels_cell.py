@@ -63,3 +63,11 @@ def test_cell_through_its_nox_session(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     check_record(tmp_path)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [f"{CELL}.json"]
+    # the matrix session, narrowed by --select, finds nothing changed and reuses the record
+    again = subprocess.run([sys.executable, "-m", "nox", "-s", "matrix", "--", "--select",
+                            "python=3.11", "--select", "cuda=cpu"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "COMPATMATRIX_WORKDIR": str(tmp_path)})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 cells: 1 passed (1 reused)" in again.stdout + again.stderr
+    assert json.loads((tmp_path / "results" / f"{CELL}.json").read_text())["reused"]
