@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import signal
@@ -13,10 +14,13 @@ from pathlib import Path
 from . import __version__
 from ._table import format_table
 from .errors import CompatError, UsageError
+from .gate import evaluate
 from .interpreters import InterpreterFinder
 from .orchestrate import make_context, run_cells, select_cells
 from .plan import Cell, plan_cells
 from .progress import make_progress
+from .publish import committed_file, current_branch, git_toplevel, publish
+from .report import Report, collect, load_report, write_report
 from .results import CellRecord, Status
 from .spec import NONE, Matrix, load_matrix
 from .workdir import WorkDir
@@ -85,7 +89,135 @@ def _parser() -> argparse.ArgumentParser:
     level.add_argument("-v", "--verbose", action="store_const", const=2, dest="verbosity",
                        help="print a line for every stage of every cell")
     run.set_defaults(handler=_cmd_run, verbosity=1)
+
+    report = commands.add_parser(
+        "report", help="aggregate records and JUnit files into reports/",
+        description="Aggregate the records and JUnit files of a local run (--workdir) or of CI "
+                    "artifacts (--from DIR, repeatable) into compatibility.md, .json, .html "
+                    "and junit.xml. Files are rewritten only when their bytes change.")
+    _add_results_options(report)
+    report.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="where the report goes (default: reports/ beside matrix.yaml)")
+    report.add_argument("--commit", default=None, metavar="SHA",
+                        help="write 'generated from commit SHA' into the report")
+    report.set_defaults(handler=_cmd_report)
+
+    gate = commands.add_parser(
+        "gate", help="the release gate: exit 1 with reasons when it must not go ahead",
+        description="Exit 0 when the release may go ahead; exit 1, one line per reason with "
+                    "its reproduction command, when a required cell is not passed or a cell "
+                    "that passed in the baseline now does not.")
+    _add_results_options(gate)
+    gate.add_argument("--baseline", type=Path, default=None, metavar="FILE",
+                      help="a compatibility.json to compare with (default: the committed "
+                           "reports/compatibility.json, as in git HEAD)")
+    gate.add_argument("--today", type=_date, default=None, metavar="YYYY-MM-DD",
+                      help="the date quarantine expiry is checked against (default: today)")
+    gate.set_defaults(handler=_cmd_gate)
+
+    publish = commands.add_parser(
+        "publish", help="commit reports/ back to the branch (CI, default branch only)",
+        description="Regenerate the report, commit only reports/ with a message saying what "
+                    "changed (and [skip ci]), push; on a rejected push fetch, move to the "
+                    "remote branch, regenerate and retry. Does nothing when the report did "
+                    "not change.")
+    _add_results_options(publish)
+    publish.add_argument("--out", type=Path, default=None, metavar="DIR",
+                         help="the report folder (default: reports/ beside matrix.yaml)")
+    publish.add_argument("--remote", default="origin", help="git remote (default: origin)")
+    publish.add_argument("--branch", default=None,
+                         help="branch to push to (default: the current branch)")
+    publish.add_argument("--retries", type=int, default=3,
+                         help="how many times to retry a rejected push (default: 3)")
+    publish.set_defaults(handler=_cmd_publish)
     return parser
+
+
+def _add_results_options(parser: argparse.ArgumentParser) -> None:
+    _add_matrix_option(parser)
+    parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                        help="the local run to read (default: $COMPATMATRIX_WORKDIR or "
+                             ".compatmatrix/ beside matrix.yaml)")
+    parser.add_argument("--from", dest="sources", type=Path, action="append", default=[],
+                        metavar="DIR", help="read these folders instead (CI artifacts: work "
+                        "directories, or folders of them); repeatable")
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _workdir(args: argparse.Namespace, matrix: Matrix) -> Path:
+    given: Path | None = args.workdir
+    return given or Path(os.environ.get("COMPATMATRIX_WORKDIR") or matrix.root / ".compatmatrix")
+
+
+def _sources(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
+    return list(args.sources) or [_workdir(args, matrix)]
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix.resolve())
+    report = collect(matrix, _sources(args, matrix), commit=args.commit)
+    out = args.out or matrix.root / "reports"
+    changed = write_report(report, out)
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
+    print(f"{len(report.cells)} cells: {counts}")
+    print(f"report in {_short_path(out)}: " + (", ".join(p.name for p in changed) + " changed"
+                                               if changed else "unchanged"))
+    return 0
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix.resolve())
+    current = collect(matrix, _sources(args, matrix))
+    baseline, where = _baseline(args, matrix)
+    result = evaluate(matrix.gate, current, baseline, args.today or dt.date.today())
+    print(f"baseline: {where}")
+    for verdict in result.notes:
+        print(f"note: {verdict.line()}")
+    for verdict in result.failures:
+        print(f"FAIL: {verdict.line()}")
+    print("gate: " + ("passed: the release may go ahead" if result.ok else
+                      f"failed: {len(result.failures)} reason(s)"))
+    return 0 if result.ok else 1
+
+
+def _baseline(args: argparse.Namespace, matrix: Matrix) -> tuple[Report | None, str]:
+    if args.baseline is not None:
+        if not args.baseline.is_file():
+            raise UsageError(f"--baseline {args.baseline}: no such file")
+        return load_report(args.baseline), str(args.baseline)
+    committed = matrix.root / "reports" / "compatibility.json"
+    from_git = committed_file(committed)
+    if from_git is not None:
+        return Report.from_json(json.loads(from_git)), f"{_short_path(committed)} at git HEAD"
+    if committed.is_file():
+        return load_report(committed), _short_path(committed)
+    return None, "none (no committed report): only required cells are checked"
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix.resolve())
+    out = (args.out or matrix.root / "reports").resolve()
+    repo = git_toplevel(matrix.root)
+    branch = args.branch or current_branch(repo)
+    sources = _sources(args, matrix)
+
+    def regenerate() -> Report:
+        report = collect(matrix, sources)
+        write_report(report, out)
+        return report
+
+    result = publish(repo=repo, out=out, regenerate=regenerate, remote=args.remote,
+                     branch=branch, retries=args.retries, env=os.environ)
+    print(result.message if not result.committed else
+          f"committed and pushed to {args.remote}/{branch} "
+          f"(attempt {result.attempts}): {result.message}")
+    return 0
 
 
 def _add_matrix_option(parser: argparse.ArgumentParser) -> None:

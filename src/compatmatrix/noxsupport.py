@@ -37,23 +37,33 @@ def register_cell_sessions(matrix_file: str | os.PathLike[str] = "matrix.yaml") 
         raise SystemExit(error.exit_code) from None
     for cell in plan_cells(matrix):
         register = nox.session(name=cell.id, python=False, tags=["cells"], default=False)
-        register(_run_session(path, ["--cell", cell.id], f"cell {cell.id}",
-                              f"{cell.id} did not pass (see its record and logs)"))
-    nox.session(name="matrix", python=False, default=False)(_run_session(
-        path, ["--exit-zero"],
-        "every cell, in parallel and incrementally (-- --select, --force, -j N)",
-        "a cell errored: a bug in compatmatrix, see the cell's error.log"))
+        register(_cli_session(f"cell {cell.id}", ["run", "--matrix", str(path), "--cell",
+                                                   cell.id]))
+    _register("matrix", "every cell, in parallel and incrementally, then the report "
+              "(-- --select AXIS=GLOB, --force, -j N)",
+              ["run", "--matrix", str(path), "--exit-zero"], ["report", "--matrix", str(path)])
+    _register("report", "aggregate the records (or CI artifacts: -- --from DIR) into reports/",
+              ["report", "--matrix", str(path)])
+    _register("gate", "the release gate: exit 1 with reasons when it must not go ahead",
+              ["gate", "--matrix", str(path)])
     return matrix
 
 
-def _run_session(matrix: Path, args: list[str], doc: str,
-                 failure: str) -> Callable[[Any], None]:
+def _register(name: str, doc: str, *commands: list[str]) -> None:
+    nox.session(name=name, python=False, default=False)(_cli_session(doc, *commands))
+
+
+def _cli_session(doc: str, *commands: list[str]) -> Callable[[Any], None]:
+    """A session that runs compatmatrix commands in turn; posargs go to the first one."""
+
     def session(session: nox.Session) -> None:
-        code = main(["run", "--matrix", str(matrix), *args, *session.posargs])
-        if code == 130:
-            session.error("interrupted")
-        if code != 0:
-            session.error(failure)
+        for index, command in enumerate(commands):
+            argv = [*command, *session.posargs] if index == 0 else command
+            code = main(argv)
+            if code == 130:
+                session.error("interrupted")
+            if code != 0:
+                session.error(f"compatmatrix {command[0]} exited {code} (see above)")
 
     session.__doc__ = doc
     return session
