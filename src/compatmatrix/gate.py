@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,7 +63,7 @@ def evaluate(gate: Gate, current: Report, baseline: Report | None,
             notes.append(Verdict(cell.id, f"fixed: was {before.status}, now passed"))
         if cell.status == "incompatible":
             (failures if gate.fail_on_incompatible else notes).append(
-                Verdict(cell.id, f"incompatible: {_first(cell)}", cell.reproduce))
+                Verdict(cell.id, f"incompatible: {_resolver_reason(cell)}", cell.reproduce))
     notes += quarantined.notes()
     return GateResult(_unique(failures), _unique(notes))
 
@@ -127,6 +128,14 @@ def _describe(cell: CellReport) -> str:
 def _first(cell: CellReport) -> str:
     lines = [line for line in (cell.reason, *cell.details) if line.strip()]
     return lines[0].strip()[:160] if lines else ""
+
+
+def _resolver_reason(cell: CellReport) -> str:
+    """uv's own words: the clause that names the conflicting pin, when there is one."""
+    for line in cell.details:
+        if "depends on" in line:
+            return re.sub(r"^\W*(cause:\s*)?", "", line.strip())[:200]
+    return _first(cell)
 
 
 def _repro(cell: CellReport, passed: bool) -> str:
