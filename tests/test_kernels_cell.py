@@ -67,7 +67,9 @@ def test_cell_through_its_nox_session(tmp_path: Path) -> None:
     again = subprocess.run([sys.executable, "-m", "nox", "-s", "matrix", "--", "--select",
                             "python=3.11", "--select", "cuda=cpu"], cwd=ROOT,
                            capture_output=True, text=True, timeout=600,
-                           env={**os.environ, "COMPATMATRIX_WORKDIR": str(tmp_path)})
+                           env={**os.environ, "COMPATMATRIX_WORKDIR": str(tmp_path),
+                                "COMPATMATRIX_REPORTS": str(tmp_path / "reports")})
     assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "reports" / "compatibility.md").is_file()
     assert "1 cells: 1 passed (1 reused)" in again.stdout + again.stderr
     assert json.loads((tmp_path / "results" / f"{CELL}.json").read_text())["reused"]

@@ -13,6 +13,14 @@ from pathlib import Path
 
 from . import __version__
 from ._table import format_table
+from .ci import (
+    GITHUB_MATRIX_LIMIT,
+    buildkite_steps,
+    github_matrix,
+    pipeline_files,
+    stale_pipelines,
+    write_pipelines,
+)
 from .errors import CompatError, UsageError
 from .gate import evaluate
 from .interpreters import InterpreterFinder
@@ -55,9 +63,32 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the cells of the matrix: id, axis values, build key and the "
                     "interpreter each cell will use.")
     _add_matrix_option(plan)
-    plan.add_argument("--json", action="store_true",
+    form = plan.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true",
                       help="a JSON array, one object per cell (id, axes, build_key, interpreter)")
+    form.add_argument("--github-matrix", action="store_true",
+                      help="one line of JSON for a GitHub Actions strategy.matrix (fromJSON): "
+                           "each cell with its Python and runner labels")
+    form.add_argument("--buildkite", action="store_true",
+                      help="Buildkite steps for 'buildkite-agent pipeline upload': one step per "
+                           "cell on its queue, then report and gate")
+    plan.add_argument("--part", type=_part, default=None, metavar="I/N",
+                      help="with --github-matrix: the I-th of N slices, for matrices beyond "
+                           f"GitHub's {GITHUB_MATRIX_LIMIT} jobs per matrix")
     plan.set_defaults(handler=_cmd_plan)
+
+    ci = commands.add_parser(
+        "ci", help="write the GitHub Actions and Buildkite pipelines (--check: are they stale?)",
+        description="Write .github/workflows/compat-matrix.yml and .buildkite/pipeline.yml "
+                    "beside matrix.yaml. With --check, write nothing and exit 1 when either "
+                    "differs from what matrix.yaml generates now.")
+    _add_matrix_option(ci)
+    ci.add_argument("--check", action="store_true",
+                    help="exit 1, naming the stale files, when they do not match matrix.yaml")
+    ci.add_argument("--default-branch", default="main", metavar="BRANCH",
+                    help="the branch whose pushes run the matrix and publish the report "
+                         "(default: main)")
+    ci.set_defaults(handler=_cmd_ci)
 
     run = commands.add_parser(
         "run", help="run cells end to end (resolve, build, audit, install, identity, suites)",
@@ -130,7 +161,29 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--retries", type=int, default=3,
                          help="how many times to retry a rejected push (default: 3)")
     publish.set_defaults(handler=_cmd_publish)
+
+    doctor = commands.add_parser(
+        "doctor", help="diagnose an installed environment (why does `import vllm` fail?)",
+        description="Inspect the current environment, or the interpreter given with --python: "
+                    "unmet requirements, torch and its CUDA/ABI, nvcc against torch's CUDA, "
+                    "GPUs, compiled extensions that do not load under the installed torch, "
+                    "extensions built for another Python. Each finding has a severity, an "
+                    "explanation and a fix command. Exit 0 when nothing is an error (warnings "
+                    "do not fail), 1 when something is, 2 when the interpreter cannot be "
+                    "inspected.")
+    doctor.add_argument("--python", type=Path, default=None, metavar="PATH",
+                        help="the interpreter (or venv folder) to inspect (default: the one "
+                             "running compatmatrix)")
+    doctor.add_argument("--json", action="store_true",
+                        help="print the report as JSON (sorted keys, sorted findings)")
+    doctor.set_defaults(handler=_cmd_doctor)
     return parser
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor  # imported on use: no other command needs it
+
+    return run_doctor(args.python, args.json, os.environ)
 
 
 def _add_results_options(parser: argparse.ArgumentParser) -> None:
@@ -229,14 +282,48 @@ def _finder(matrix: Matrix) -> InterpreterFinder:
     return InterpreterFinder(os.environ, dict(matrix.interpreters))
 
 
+def _part(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 1 <= I <= N (e.g. 1/2)")
+    return int(index), int(count)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
+    if args.part is not None and not args.github_matrix:
+        raise UsageError("--part goes with --github-matrix")
+    if args.github_matrix:
+        print(github_matrix(matrix, args.part))
+        return 0
+    if args.buildkite:
+        print(buildkite_steps(matrix), end="")
+        return 0
     cells = plan_cells(matrix)
     finder = _finder(matrix)
     if args.json:
         print(json.dumps([_plan_json(cell, finder) for cell in cells], indent=2))
         return 0
     print(_plan_table(matrix, cells, finder))
+    return 0
+
+
+def _cmd_ci(args: argparse.Namespace) -> int:
+    matrix = load_matrix(args.matrix.resolve())
+    files = pipeline_files(matrix, args.default_branch)
+    if args.check:
+        stale = stale_pipelines(files)
+        for path in stale:
+            print(f"compatmatrix: stale: {_short_path(path)} does not match "
+                  f"{_short_path(matrix.path)}; run `nox -s ci` (or `compatmatrix ci`) and "
+                  "commit the result", file=sys.stderr)
+        if not stale:
+            print("pipelines are up to date with " + _short_path(matrix.path))
+        return 1 if stale else 0
+    written = write_pipelines(files)
+    for file in files:
+        print(f"{_short_path(file.path)}: " + ("written" if file.path in written
+                                               else "unchanged"))
     return 0
 
 
