@@ -1,14 +1,17 @@
 """Builds compat_kernels._C, a torch custom-op library (see README.md).
 
 Static metadata lives in pyproject.toml; this script adds what depends on the
-torch it builds against: the extension, the abi3 wheel tag, the torch pin and
-the generated compat_kernels/_build_info.py.
+torch it builds against: the extension (with CUDA kernels when that torch has
+CUDA and nvcc is found), the abi3 wheel tag, the torch pin and the generated
+compat_kernels/_build_info.py.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 from typing import cast
@@ -16,7 +19,7 @@ from typing import cast
 import torch
 from setuptools import setup
 from setuptools.extension import Extension
-from torch.utils.cpp_extension import BuildExtension, CppExtension
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = Path(__file__).resolve().parent
 BUILD_INFO = ROOT / "src" / "compat_kernels" / "_build_info.py"
@@ -37,6 +40,15 @@ CXX_FLAGS = ["-O3", "-g0", "-Wno-unknown-pragmas", "-Wno-psabi"]
 # finds support them; the flags match what ATen's own AVX2 kernels use.
 AVX2_SOURCES = {"csrc/cpu/kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"]}
 
+# COMPAT_KERNELS_CUDA: "auto" (default) builds the CUDA kernels when the build
+# torch has CUDA and nvcc is found, "1" requires them, "0" leaves them out.
+CUDA_SWITCH = "COMPAT_KERNELS_CUDA"
+# The GPU architectures compiled when TORCH_CUDA_ARCH_LIST is not set: Hopper
+# (H100/H200) machine code only, which keeps a build to one nvcc pass. Without
+# a list, torch would look for GPUs on the build machine and find none.
+DEFAULT_CUDA_ARCHS = "9.0"
+NVCC_FLAGS = ["-O3"]
+
 
 def torch_minor_version() -> tuple[int, int]:
     major, minor = str(torch.__version__).split(".")[:2]
@@ -51,10 +63,46 @@ def isa_sources() -> dict[str, list[str]]:
 
 def cpp_sources() -> list[str]:
     # Paths relative to this file, as setuptools expects. csrc/cuda/ is for
-    # CUDA builds only, so it is not globbed.
+    # CUDA builds only, so it is not globbed here.
     found = [*ROOT.glob("csrc/*.cpp"), *ROOT.glob("csrc/cpu/*.cpp")]
     baseline = (str(path.relative_to(ROOT)) for path in found)
     return sorted(src for src in baseline if src not in AVX2_SOURCES)
+
+
+def cuda_sources() -> list[str]:
+    found = [*ROOT.glob("csrc/cuda/*.cpp"), *ROOT.glob("csrc/cuda/*.cu")]
+    return sorted(str(path.relative_to(ROOT)) for path in found)
+
+
+def nvcc_path() -> str | None:
+    if CUDA_HOME is None:
+        return None
+    nvcc = Path(CUDA_HOME) / "bin" / "nvcc"
+    return str(nvcc) if nvcc.exists() else shutil.which("nvcc")
+
+
+def build_cuda() -> bool:
+    """Whether to compile csrc/cuda/, per COMPAT_KERNELS_CUDA (see above)."""
+    switch = os.environ.get(CUDA_SWITCH, "auto").strip().lower()
+    if switch not in ("auto", "0", "1"):
+        sys.exit(f"{CUDA_SWITCH}={switch!r}: expected auto, 0 or 1")
+    if switch == "0":
+        return False
+    why_not = ""
+    if torch.version.cuda is None:
+        why_not = f"torch {torch.__version__} is not a CUDA build"
+    elif nvcc_path() is None:
+        why_not = "nvcc was not found (set CUDA_HOME, or put nvcc on PATH)"
+    if why_not and switch == "1":
+        sys.exit(f"{CUDA_SWITCH}=1, but {why_not}")
+    if why_not:
+        print(f"compat_kernels: building without CUDA kernels: {why_not}", file=sys.stderr)
+    return not why_not
+
+
+def cuda_arch_list() -> str:
+    # torch.utils.cpp_extension reads the list from the environment.
+    return os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
 
 
 def rebuild_triggers() -> list[str]:
@@ -101,13 +149,20 @@ class BuildExtensionWithIsaSources(BuildExtension):
         return cast(list[str], objects)
 
 
-def extension(abi3: bool) -> Extension:
-    return CppExtension(
+def extension(abi3: bool, cuda: bool) -> Extension:
+    # CUDAExtension adds CUDA's include and library folders and links cudart,
+    # c10_cuda and torch_cuda; like CppExtension it honours py_limited_api
+    # (torch >= 2.6), so the CUDA build is the same abi3 wheel.
+    make = CUDAExtension if cuda else CppExtension
+    compile_args = {"cxx": CXX_FLAGS + openmp_flags()}
+    if cuda:
+        compile_args["nvcc"] = NVCC_FLAGS
+    return make(
         name="compat_kernels._C",
-        sources=cpp_sources(),
+        sources=cpp_sources() + (cuda_sources() if cuda else []),
         depends=rebuild_triggers(),
         define_macros=[("COMPAT_KERNELS_HAVE_AVX2", None)] if isa_sources() else [],
-        extra_compile_args={"cxx": CXX_FLAGS + openmp_flags()},
+        extra_compile_args=compile_args,
         extra_link_args=openmp_flags(),
         py_limited_api=abi3,
     )
@@ -120,21 +175,23 @@ def torch_requirement() -> str:
     return f"torch>={major}.{minor},<{major}.{minor + 1}"
 
 
-def write_build_info(abi3: bool) -> None:
+def write_build_info(abi3: bool, cuda_archs: str | None) -> None:
     text = (
         "# Generated by setup.py at build time; do not edit.\n"
         f"TORCH_VERSION = {str(torch.__version__)!r}\n"
         f"CUDA_VERSION = {torch.version.cuda!r}\n"
         f"ABI3 = {abi3!r}\n"
+        f"CUDA_ARCHS = {cuda_archs!r}\n"
     )
     BUILD_INFO.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
     abi3 = torch_minor_version() >= ABI3_MIN_TORCH
-    write_build_info(abi3)
+    cuda = build_cuda()
+    write_build_info(abi3, cuda_arch_list() if cuda else None)
     setup(
-        ext_modules=[extension(abi3)],
+        ext_modules=[extension(abi3, cuda)],
         cmdclass={"build_ext": BuildExtensionWithIsaSources},
         options={"bdist_wheel": {"py_limited_api": ABI3_TAG}} if abi3 else {},
         install_requires=[torch_requirement()],

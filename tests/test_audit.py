@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import platform
+import re
 import shutil
+import struct
 import textwrap
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -17,6 +20,7 @@ import pytest
 
 from compatmatrix import _cmd
 from compatmatrix._elf import ElfError, read_elf, read_elf_file
+from compatmatrix._fatbin import FATBIN_MAGIC, read_gpu_archs, read_gpu_archs_in
 from compatmatrix.audit import ERROR, WARNING, AuditReport, Finding, audit_wheel
 
 ARCH = platform.machine()
@@ -445,3 +449,189 @@ def test_elf_reader_agrees_with_readelf(binaries: Binaries) -> None:
 def test_elf_reader_rejects_garbage_and_truncation(binaries: Binaries, cut: int) -> None:
     with pytest.raises(ElfError):
         read_elf(io.BytesIO(binaries.plain[:cut]))
+
+
+# -- GPU code: the architectures in each shared object --------------------------------------
+
+KERNEL = """
+__global__ void scale(float* x, float a, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] *= a;
+}
+void launch(float* x, float a, int n) { scale<<<(n + 255) / 256, 256>>>(x, a, n); }
+"""
+
+# name -> nvcc -gencode options
+GPU_VARIANTS = {
+    "sm90": ["-gencode=arch=compute_90,code=sm_90"],
+    "sm90a": ["-gencode=arch=compute_90a,code=sm_90a"],
+    "sm80": ["-gencode=arch=compute_80,code=sm_80"],
+    "ptx80": ["-gencode=arch=compute_80,code=compute_80"],
+    "multi": ["-gencode=arch=compute_80,code=sm_80",
+              "-gencode=arch=compute_90,code=[sm_90,compute_90]"],
+}
+
+
+@pytest.fixture(scope="module")
+def gpu_binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Shared objects compiled by the system nvcc; -cudart=none keeps them free of libcudart."""
+    if shutil.which("nvcc") is None:
+        pytest.skip("needs nvcc on PATH")
+    root = tmp_path_factory.mktemp("gpu")
+    source = root / "kernel.cu"
+    source.write_text(KERNEL, encoding="utf-8")
+    built = {}
+    for name, options in GPU_VARIANTS.items():
+        out = root / f"{name}.so"
+        result = _cmd.run(["nvcc", "-shared", "-Xcompiler", "-fPIC", "-cudart=none", *options,
+                           "-o", str(out), str(source)], timeout=300)
+        assert result.ok, result.output
+        built[name] = out
+    return built
+
+
+def gpu_audit(path: Path, *, torch_cuda: str | None = "13.0",
+              gpu_suites: Mapping[str, str] | None = None,
+              expect_gpu_code: bool = True) -> AuditReport:
+    return audit_wheel(path, python="3.11", pythons=ALL_PYTHONS, torch_version="2.13.0+cu130",
+                       torch_cuda=torch_cuda,
+                       gpu_suites={"gpu": "h100"} if gpu_suites is None else gpu_suites,
+                       expect_gpu_code=expect_gpu_code)
+
+
+def gpu_wheel(folder: Path, *binaries: Path) -> Path:
+    names = ["compat_kernels/_C.abi3.so", "compat_kernels/_extra.abi3.so"]
+    return make_wheel(folder, {name: b.read_bytes() for name, b in zip(names, binaries)})
+
+
+@pytest.mark.parametrize(("variant", "expected"), [
+    ("sm90", ("sm_90",)),
+    ("sm90a", ("sm_90a",)),
+    ("sm80", ("sm_80",)),
+    ("ptx80", ("compute_80",)),
+    ("multi", ("compute_90", "sm_80", "sm_90")),
+])
+def test_gpu_architectures_are_read_from_the_binary(gpu_binaries: dict[str, Path],
+                                                    variant: str, expected: tuple[str, ...]
+                                                    ) -> None:
+    with gpu_binaries[variant].open("rb") as stream:
+        assert tuple(sorted(a.name for a in read_gpu_archs(stream))) == expected
+
+
+def _cuobjdump() -> str | None:
+    """cuobjdump on PATH, beside nvcc, or from the nvidia-cuda-cuobjdump package."""
+    found = shutil.which("cuobjdump") or os.environ.get("COMPATMATRIX_CUOBJDUMP")
+    nvcc = shutil.which("nvcc")
+    if found is None and nvcc is not None:
+        beside = Path(nvcc).resolve().parent / "cuobjdump"
+        found = str(beside) if beside.exists() else None
+    return found
+
+
+@pytest.mark.parametrize("variant", list(GPU_VARIANTS))
+def test_fatbin_reader_agrees_with_cuobjdump(gpu_binaries: dict[str, Path], variant: str) -> None:
+    tool = _cuobjdump()
+    if tool is None:
+        pytest.skip("no cuobjdump (pip install nvidia-cuda-cuobjdump; COMPATMATRIX_CUOBJDUMP)")
+    listed = _cmd.run([tool, "--list-elf", "--list-ptx", str(gpu_binaries[variant])],
+                      timeout=60).output
+    # "ELF file    1: x.1.sm_90.cubin", "PTX file    1: x.1.sm_80.ptx"
+    sass = {f"sm_{m}" for m in re.findall(r"\.sm_(\w+)\.cubin", listed)}
+    ptx = {f"compute_{m}" for m in re.findall(r"\.sm_(\w+)\.ptx", listed)}
+    with gpu_binaries[variant].open("rb") as stream:
+        assert {a.name for a in read_gpu_archs(stream)} == sass | ptx
+
+
+def test_sm90_machine_code_serves_the_h100_suite(tmp_path: Path,
+                                                 gpu_binaries: dict[str, Path]) -> None:
+    report = gpu_audit(gpu_wheel(tmp_path, gpu_binaries["sm90"]))
+    assert report.findings == ()
+    assert report.to_json()["gpu_code"] == {"compat_kernels/_C.abi3.so":
+                                            {"sass": ["sm_90"], "ptx": []}}
+    assert report.gpu_code_lines() == ["compat_kernels/_C.abi3.so: SASS sm_90; PTX none"]
+    assert AuditReport.from_json(report.to_json()) == report
+
+
+def test_sm90a_machine_code_serves_the_h100_suite(tmp_path: Path,
+                                                  gpu_binaries: dict[str, Path]) -> None:
+    assert gpu_audit(gpu_wheel(tmp_path, gpu_binaries["sm90a"])).findings == ()
+
+
+def test_without_sm90_the_h100_suite_fails_the_audit(tmp_path: Path,
+                                                     gpu_binaries: dict[str, Path]) -> None:
+    report = gpu_audit(gpu_wheel(tmp_path, gpu_binaries["sm80"]))
+    assert messages(report) == [
+        "compat_kernels/_C.abi3.so carries GPU code for sm_80 only, none of which runs on GPU "
+        "kind h100 (compute capability 9.x), which suite 'gpu' needs: its kernels would fail "
+        "to launch there; add '9.0' to project.cuda_archs (TORCH_CUDA_ARCH_LIST)"]
+
+
+def test_ptx_that_the_driver_compiles_is_only_a_warning(tmp_path: Path,
+                                                        gpu_binaries: dict[str, Path]) -> None:
+    report = gpu_audit(gpu_wheel(tmp_path, gpu_binaries["ptx80"]))
+    assert report.ok
+    assert "only through compute_80" in messages(report, WARNING)[0]
+
+
+def test_each_shared_object_must_cover_the_kind(tmp_path: Path,
+                                                gpu_binaries: dict[str, Path]) -> None:
+    report = gpu_audit(gpu_wheel(tmp_path, gpu_binaries["multi"], gpu_binaries["sm80"]))
+    assert [f.file for f in report.errors] == ["compat_kernels/_extra.abi3.so"]
+    assert report.gpu_code_lines() == [
+        "compat_kernels/_C.abi3.so: SASS sm_80, sm_90; PTX compute_90",
+        "compat_kernels/_extra.abi3.so: SASS sm_80; PTX none"]
+
+
+def test_other_gpu_kinds_are_checked_by_capability(tmp_path: Path,
+                                                   gpu_binaries: dict[str, Path]) -> None:
+    wheel = gpu_wheel(tmp_path, gpu_binaries["sm80"])
+    assert gpu_audit(wheel, gpu_suites={"gpu": "a100"}).findings == ()
+    assert gpu_audit(wheel, gpu_suites={"gpu": "ada"}).findings == ()  # 8.9 runs sm_80
+    assert not gpu_audit(wheel, gpu_suites={"gpu": "b200"}).ok
+    assert gpu_audit(wheel, gpu_suites={"gpu": "cuda"}).findings == ()
+
+
+def test_cpu_torch_lists_gpu_code_without_judging_it(tmp_path: Path,
+                                                     gpu_binaries: dict[str, Path]) -> None:
+    report = gpu_audit(gpu_wheel(tmp_path, gpu_binaries["sm80"]), torch_cuda=None)
+    assert report.findings == ()
+    assert report.gpu_code == (("compat_kernels/_C.abi3.so", ("sm_80",)),)
+
+
+@needs_cc
+def test_cuda_build_without_gpu_code_is_an_error(tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.plain})
+    report = gpu_audit(wheel)
+    assert "no shared object in the wheel carries GPU code" in messages(report)[0]
+    assert "'gpu' (h100)" in messages(report)[0]
+    assert messages(gpu_audit(wheel, gpu_suites={}), WARNING)
+    assert gpu_audit(wheel, expect_gpu_code=False).findings == ()  # nothing CUDA was compiled
+
+
+# -- the fat binary reader on hand-made bytes -------------------------------------------------
+
+
+def fatbin(*entries: tuple[int, int, int], payload: int = 24) -> bytes:
+    """A fat binary of (kind, arch, flags) entries with empty payloads."""
+    body = b""
+    for kind, arch, flags in entries:
+        header = struct.pack("<HHIQIIHHIIIQQQ", kind, 0x101, 64, payload, 0, 0, 8, 1, arch, 0,
+                             0, flags, 0, 0)
+        body += header + bytes(payload)
+    return struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, len(body)) + body
+
+
+def test_fatbin_entries_kinds_and_flags() -> None:
+    data = fatbin((2, 90, 0x11), (2, 90, 0x100011), (1, 80, 0x8011), (2, 100, 0x1200011),
+                  (4, 90, 0x11))  # kind 4 (not SASS or PTX) is not a target
+    # two fat binaries, with the 8-byte padding the linker leaves between them
+    stream = io.BytesIO(data + bytes(8) + fatbin((2, 120, 0x11)))
+    names = [a.name for a in read_gpu_archs_in(stream, 0, len(stream.getvalue()))]
+    assert names == ["sm_90", "sm_90a", "compute_80", "sm_100f", "sm_120"]
+
+
+@pytest.mark.parametrize("cut", [20, 70])
+def test_fatbin_that_runs_past_its_section_is_an_error(cut: int) -> None:
+    data = fatbin((2, 90, 0x11))
+    with pytest.raises(ElfError):
+        read_gpu_archs_in(io.BytesIO(data), 0, len(data) - cut)

@@ -107,6 +107,12 @@ void check_silu_and_mul(const at::Tensor& x) {
       x.sizes());
 }
 
+std::vector<int64_t> silu_and_mul_shape(const at::Tensor& x) {
+  std::vector<int64_t> shape = x.sizes().vec();
+  shape.back() /= 2;
+  return shape;
+}
+
 void check_rotary_embedding(
     const at::Tensor& positions,
     const at::Tensor& query,
@@ -141,6 +147,19 @@ void check_rotary_embedding(
       rot_dim > 0 && rot_dim % 2 == 0 && rot_dim <= head_size,
       op, ": cos_sin_cache.size(1) (rot_dim) must be even and in [2, head_size=",
       head_size, "], got ", rot_dim);
+}
+
+void check_out(
+    const char* op,
+    const char* name,
+    const at::Tensor& out,
+    const at::Tensor& like,
+    at::IntArrayRef sizes) {
+  check_matches(op, name, out, "the inputs", like);
+  TORCH_CHECK(out.is_contiguous(), op, ": ", name, " must be contiguous");
+  TORCH_CHECK(
+      out.sizes() == sizes,
+      op, ": ", name, " must have shape ", sizes, ", got ", out.sizes());
 }
 
 } // namespace compat_kernels

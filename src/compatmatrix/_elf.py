@@ -1,4 +1,5 @@
-"""Read the dynamic section of an ELF shared object: DT_NEEDED, RPATH, RUNPATH, SONAME.
+"""Read the dynamic section of an ELF shared object: DT_NEEDED, RPATH, RUNPATH, SONAME; and
+find a section by name (where nvcc puts the GPU code, ``.nv_fatbin``).
 
 Pure Python (struct), so auditing a wheel needs neither binutils nor patchelf. It reads from a
 seekable binary stream, so a member of a zip file is read without extracting it, and a 1 GiB
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-__all__ = ["MACHINES", "ElfError", "ElfInfo", "read_elf", "read_elf_file"]
+__all__ = ["MACHINES", "ElfError", "ElfInfo", "read_at", "read_elf", "read_elf_file",
+           "section_bounds"]
 
 # e_machine values of the platforms wheels are built for, named as in wheel platform tags.
 MACHINES = {3: "i686", 20: "ppc", 21: "ppc64le", 22: "s390x", 40: "armv7l", 62: "x86_64",
@@ -23,6 +25,8 @@ _ET_DYN = 3
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
 _DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
+_SHT_NOBITS = 8
+_SHN_XINDEX = 0xFFFF
 # A corrupt size field must not make us read gigabytes: real tables are far smaller.
 _MAX_TABLE = 64 * 1024 * 1024
 
@@ -59,14 +63,16 @@ class _Layout:
     phdr: struct.Struct
     phdr_fields: tuple[int, int, int, int]  # indexes of p_type, p_offset, p_vaddr, p_filesz
     dyn: struct.Struct
+    shdr: struct.Struct  # sh_name, sh_type, ..., sh_offset (4), sh_size (5), sh_link (6), ...
 
 
 def _layout(bits: int, endian: str) -> _Layout:
     if bits == 64:
         return _Layout(struct.Struct(endian + "HHIQQQIHHHHHH"), struct.Struct(endian + "IIQQQQQQ"),
-                       (0, 2, 3, 5), struct.Struct(endian + "qQ"))
+                       (0, 2, 3, 5), struct.Struct(endian + "qQ"),
+                       struct.Struct(endian + "IIQQQQIIQQ"))
     return _Layout(struct.Struct(endian + "HHIIIIIHHHHHH"), struct.Struct(endian + "IIIIIIII"),
-                   (0, 1, 2, 4), struct.Struct(endian + "iI"))
+                   (0, 1, 2, 4), struct.Struct(endian + "iI"), struct.Struct(endian + "IIIIIIIIII"))
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ def read_elf_file(path: Path) -> ElfInfo:
         raise ElfError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def read_elf(stream: IO[bytes]) -> ElfInfo:
+def _header(stream: IO[bytes]) -> tuple[int, _Layout, tuple[int, ...]]:
     ident = _read_at(stream, 0, 16)
     if ident[:4] != b"\x7fELF":
         raise ElfError("not an ELF file")
@@ -94,7 +100,43 @@ def read_elf(stream: IO[bytes]) -> ElfInfo:
     if bits is None or endian is None:
         raise ElfError(f"unknown ELF class {ident[4]} or byte order {ident[5]}")
     layout = _layout(bits, endian)
-    header = layout.header.unpack(_read_at(stream, 16, layout.header.size))
+    return bits, layout, layout.header.unpack(_read_at(stream, 16, layout.header.size))
+
+
+def section_bounds(stream: IO[bytes], name: str) -> tuple[int, int] | None:
+    """(file offset, size) of the section called ``name``; None when there is none."""
+    _, layout, header = _header(stream)
+    shoff, shentsize, shnum, shstrndx = header[5], header[10], header[11], header[12]
+    if shoff == 0:
+        return None  # no section table (e.g. sstrip): only segments are left
+    if shentsize < layout.shdr.size:
+        raise ElfError(f"section header entries of {shentsize} bytes are too small")
+    first = layout.shdr.unpack(_read_at(stream, shoff, layout.shdr.size))
+    if shnum == 0:  # extended numbering: the count is in the first entry
+        shnum = first[5]
+    if shstrndx == _SHN_XINDEX:
+        shstrndx = first[6]
+    if shnum * shentsize > _MAX_TABLE or shstrndx >= shnum:
+        raise ElfError(f"implausible section table ({shnum} entries, names in {shstrndx})")
+    table = _read_at(stream, shoff, shnum * shentsize)
+    entries = [layout.shdr.unpack_from(table, i * shentsize) for i in range(shnum)]
+    names_entry = entries[shstrndx]
+    if names_entry[5] > _MAX_TABLE:
+        raise ElfError(f"implausible section name table ({names_entry[5]} bytes)")
+    names = _read_at(stream, names_entry[4], names_entry[5])
+    for entry in entries:
+        if entry[1] != _SHT_NOBITS and _string(names, entry[0]) == name:
+            return entry[4], entry[5]
+    return None
+
+
+def read_at(stream: IO[bytes], offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset``; ElfError when the stream is shorter."""
+    return _read_at(stream, offset, size)
+
+
+def read_elf(stream: IO[bytes]) -> ElfInfo:
+    bits, layout, header = _header(stream)
     e_type, machine, phoff, phentsize, phnum = (header[0], header[1], header[4], header[8],
                                                 header[9])
     segments = _segments(stream, layout, phoff, phentsize, phnum)

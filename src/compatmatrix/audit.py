@@ -3,9 +3,10 @@
 A wheel can build, install and even pass the suites of the cell that built it while lying to
 everyone else: an ``abi3`` tag on a ``.cpython-312`` extension, a ``.so`` that needs a
 library only the build machine has, a torch requirement that lets users pair it with a torch
-whose C++ ABI differs. Each check below turns one such lie into a :class:`Finding` that names
-the file inside the wheel. A broken wheel (not a zip, no metadata) is a finding too: the audit
-never raises for what it reads.
+whose C++ ABI differs, CUDA kernels compiled for GPUs other than the ones the GPU suites run
+on. Each check below turns one such lie into a :class:`Finding` that names the file inside
+the wheel. A broken wheel (not a zip, no metadata) is a finding too: the audit never raises
+for what it reads.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from packaging.version import Version
 
 from . import _cmd
 from ._elf import MACHINES, ElfError, ElfInfo, read_elf, read_elf_file
+from ._fatbin import GpuArch, read_gpu_archs
+from .gpu import KNOWN_KINDS, GpuKind
 
 __all__ = ["ERROR", "WARNING", "AuditReport", "Finding", "audit_wheel", "system_libraries"]
 
@@ -78,6 +81,17 @@ class AuditReport:
     extensions: tuple[str, ...]
     torch_requirement: str | None
     findings: tuple[Finding, ...]
+    # per shared object with GPU code: its targets, "sm_90" (SASS) and "compute_90" (PTX)
+    gpu_code: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def gpu_code_lines(self) -> list[str]:
+        """``_C.abi3.so: SASS sm_90; PTX none``, one line per shared object with GPU code."""
+        lines = []
+        for member, names in self.gpu_code:
+            sass = [n for n in names if n.startswith("sm_")] or ["none"]
+            ptx = [n for n in names if n.startswith("compute_")] or ["none"]
+            lines.append(f"{member}: SASS {', '.join(sass)}; PTX {', '.join(ptx)}")
+        return lines
 
     @property
     def ok(self) -> bool:
@@ -90,7 +104,10 @@ class AuditReport:
     def to_json(self) -> dict[str, object]:
         return {"wheel": self.wheel, "ok": self.ok, "tags": list(self.tags),
                 "extensions": list(self.extensions), "torch_requirement": self.torch_requirement,
-                "findings": [f.to_json() for f in self.findings]}
+                "findings": [f.to_json() for f in self.findings],
+                "gpu_code": {member: {"sass": [n for n in names if n.startswith("sm_")],
+                                      "ptx": [n for n in names if n.startswith("compute_")]}
+                             for member, names in self.gpu_code}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> AuditReport:
@@ -100,10 +117,15 @@ class AuditReport:
 
         findings = data.get("findings")
         requirement = data.get("torch_requirement")
+        gpu_code = data.get("gpu_code")
         return cls(str(data["wheel"]), strings("tags"), strings("extensions"),
                    None if requirement is None else str(requirement),
                    tuple(Finding.from_json(f) for f in findings if isinstance(f, Mapping))
-                   if isinstance(findings, list) else ())
+                   if isinstance(findings, list) else (),
+                   tuple((str(member), tuple(str(n) for kind in ("sass", "ptx")
+                                             for n in targets.get(kind, [])))
+                         for member, targets in gpu_code.items() if isinstance(targets, Mapping))
+                   if isinstance(gpu_code, Mapping) else ())
 
 
 @dataclass(frozen=True)
@@ -116,6 +138,9 @@ class _Cell:
     torch_libraries: frozenset[str]  # file names torch brings into the process
     torch_lib_given: bool
     system_libraries: frozenset[str]
+    torch_cuda: str | None = None  # the build torch's CUDA version; None: a CPU torch
+    gpu_suites: tuple[tuple[str, str], ...] = ()  # (suite, GPU kind it needs)
+    expect_gpu_code: bool = False  # CUDA sources were compiled into the wheel
 
 
 @dataclass(frozen=True)
@@ -129,17 +154,23 @@ class _Contents:
 
 def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
                 torch_version: str | None, torch_lib_dirs: Sequence[Path] = (),
-                system_libraries: Collection[str] | None = None) -> AuditReport:
+                system_libraries: Collection[str] | None = None,
+                torch_cuda: str | None = None, gpu_suites: Mapping[str, str] | None = None,
+                expect_gpu_code: bool = False) -> AuditReport:
     """Audit ``wheel`` for a cell on ``python``; ``pythons`` are all that will load it.
 
     ``system_libraries`` (file names) replaces the ``ldconfig -p`` lookup, for tests and for
-    auditing against a machine other than this one.
+    auditing against a machine other than this one. With a CUDA torch (``torch_cuda``), each
+    shared object's GPU code must run on the GPU kind of every suite in ``gpu_suites``
+    (suite name -> kind); ``expect_gpu_code`` says CUDA sources were compiled, so a wheel
+    without GPU code is a broken build.
     """
     cell = _Cell(_py_version(python),
                  tuple(sorted({_py_version(p) for p in (*pythons, python)})), torch_version,
                  _torch_libraries(torch_lib_dirs), bool(torch_lib_dirs),
                  frozenset(system_libraries) if system_libraries is not None
-                 else _system_libraries())
+                 else _system_libraries(), torch_cuda,
+                 tuple(sorted((gpu_suites or {}).items())), expect_gpu_code)
     try:
         with zipfile.ZipFile(wheel) as archive:
             return _audit(archive, wheel.name, cell)
@@ -161,7 +192,10 @@ def _audit(archive: zipfile.ZipFile, name: str, cell: _Cell) -> AuditReport:
     findings += _check_extensions(name, tags, extensions, shared, cell)
     findings += _check_shared_objects(archive, contents, tags, shared, cell)
     findings += torch_findings
-    return AuditReport(name, _tag_strings(tags), extensions, requirement, tuple(findings))
+    gpu_code, gpu_findings = _check_gpu_code(archive, name, shared, cell)
+    findings += gpu_findings
+    return AuditReport(name, _tag_strings(tags), extensions, requirement, tuple(findings),
+                       gpu_code)
 
 
 # -- reading the wheel ----------------------------------------------------------------------
@@ -538,3 +572,85 @@ def _check_specifier(file: str, written: str, specifier: SpecifierSet, built: Ve
             f"{written} admits torch {', '.join(admitted)}, but the extension was built against "
             f"torch {built} and fails to load under another minor: require {pin}")))
     return findings
+
+
+# -- check 4: the GPU architectures of each shared object -----------------------------------
+
+
+def _check_gpu_code(archive: zipfile.ZipFile, name: str, shared: tuple[str, ...],
+                    cell: _Cell) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], list[Finding]]:
+    found: list[tuple[str, tuple[GpuArch, ...]]] = []
+    findings: list[Finding] = []
+    for member in shared:
+        try:
+            with archive.open(member) as stream:
+                archs = read_gpu_archs(stream)
+        except (ElfError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            if _starts_as_elf(archive, member):  # else check 2 already said it is not ELF
+                findings.append(Finding(ERROR, member,
+                                        f"cannot read the GPU code of {member} ({exc})"))
+            continue
+        if archs:
+            found.append((member, archs))
+    listing = tuple((member, tuple(a.name for a in archs)) for member, archs in found)
+    if cell.torch_cuda is None:
+        return listing, findings  # a CPU torch: its GPU suites never run
+    if not found:
+        return listing, findings + _no_gpu_code(name, cell)
+    for member, archs in found:
+        for suite, kind in cell.gpu_suites:
+            findings += _check_kind(member, archs, suite, KNOWN_KINDS[kind])
+    return listing, findings
+
+
+def _starts_as_elf(archive: zipfile.ZipFile, member: str) -> bool:
+    try:
+        with archive.open(member) as stream:
+            return stream.read(4) == b"\x7fELF"
+    except (OSError, EOFError, zipfile.BadZipFile):
+        return False
+
+
+def _no_gpu_code(name: str, cell: _Cell) -> list[Finding]:
+    if not cell.expect_gpu_code:
+        return []  # no CUDA sources (a C++ extension, or kernels compiled at run time)
+    suites = ", ".join(f"{suite!r} ({kind})" for suite, kind in cell.gpu_suites)
+    severity = ERROR if suites else WARNING
+    needed = f": the GPU suites {suites} would have nothing to run" if suites else ""
+    return [Finding(severity, name, (
+        f"no shared object in the wheel carries GPU code (no {'.nv_fatbin'} section), though "
+        f"CUDA sources were compiled against torch's CUDA {cell.torch_cuda}; the build left "
+        f"out its CUDA extension{needed}"))]
+
+
+def _runs_on(arch: GpuArch, kind: GpuKind) -> bool:
+    """Whether ``arch`` runs on every GPU of ``kind`` (a kind without a minor: its .0)."""
+    if kind.major is None:
+        return True
+    device = (kind.major, kind.minor or 0)
+    if arch.suffix == "a":  # architecture-specific code runs on that exact architecture
+        return (arch.major, arch.minor) == device
+    if arch.kind == "sass":  # machine code runs on later minors of the same major only
+        return arch.major == device[0] and arch.minor <= device[1]
+    return (arch.major, arch.minor) <= device  # the driver compiles older PTX for newer GPUs
+
+
+def _check_kind(member: str, archs: tuple[GpuArch, ...], suite: str,
+                kind: GpuKind) -> list[Finding]:
+    """SASS for the kind is needed; PTX that the driver can compile for it only warns."""
+    shown = ", ".join(a.name for a in archs)
+    wanted = "any" if kind.major is None else f"{kind.major}.{kind.minor or 0}"
+    if any(a.kind == "sass" and _runs_on(a, kind) for a in archs):
+        return []
+    ptx = [a.name for a in archs if a.kind == "ptx" and _runs_on(a, kind)]
+    if ptx:
+        return [Finding(WARNING, member, (
+            f"{member} runs on GPU kind {kind.name} ({kind.requirement}), which suite "
+            f"{suite!r} needs, only through {', '.join(ptx)}: the driver compiles that PTX "
+            f"when the library loads (a slow first load, a driver at least as new as the "
+            f"nvcc that built it, no {kind.name}-specific instructions); add {wanted!r} to "
+            "project.cuda_archs for machine code"))]
+    return [Finding(ERROR, member, (
+        f"{member} carries GPU code for {shown} only, none of which runs on GPU kind "
+        f"{kind.name} ({kind.requirement}), which suite {suite!r} needs: its kernels would fail "
+        f"to launch there; add {wanted!r} to project.cuda_archs (TORCH_CUDA_ARCH_LIST)"))]

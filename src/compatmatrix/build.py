@@ -1,14 +1,22 @@
 """Stage 2, build: one wheel per build key, in a build environment whose torch is the cell's.
 
 The wheel is cached under ``wheels/<build key>/<digest>/`` where the digest covers the
-source files, the exact torch, the build requirements and the build settings; a second cell
-with the same inputs reuses it. A file lock per build key means two cells never build the
-same key at the same time. The source is copied per build key, so builds against different
-torch versions never share object files; ccache (when present) makes the copy cheap.
+source files, the exact torch, the build requirements and the build settings (CUDA
+architectures, the nvcc asked for); a second cell with the same inputs reuses it. A file lock
+per build key means two cells never build the same key at the same time. The source is copied
+per build key, so builds against different torch versions never share object files; ccache
+(when present) makes the copy cheap.
+
+When the build torch has CUDA and the sources hold CUDA files (``.cu``, ``.cuh``), the build
+gets an nvcc matching torch's CUDA version (see :mod:`compatmatrix.toolchain`) and compiles
+for the matrix's ``project.cuda_archs`` (``TORCH_CUDA_ARCH_LIST``). A torch that is the
+interpreter's own (``torch: preinstalled``) is used where it is: the build venv sees the
+interpreter's site-packages and installs no torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -17,20 +25,24 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import _cmd
 from .resolve import Sources, pin_line, uv_source_args
 from .sources import digest_files, source_files
+from .toolchain import AUTO, Toolchain, ToolchainError, compile_env, prepare_toolchain
 from .workdir import WorkDir, write_json_atomic
 
-__all__ = ["BuildRequest", "BuildResult", "build_wheel", "first_error_lines"]
+__all__ = ["DEFAULT_CUDA_ARCHS", "BuildRequest", "BuildResult", "TorchFacts", "build_wheel",
+           "first_error_lines", "read_torch_facts"]
 
-BUILD_SETTINGS_VERSION = "1"  # bump when the way we build changes
+BUILD_SETTINGS_VERSION = "2"  # bump when the way we build changes
+DEFAULT_CUDA_ARCHS = ("9.0",)  # H100/H200 machine code
+CUDA_SUFFIXES = (".cu", ".cuh")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BuildRequest:
     build_key: str
     project: Path
@@ -40,9 +52,12 @@ class BuildRequest:
     build_requires: tuple[str, ...]
     sources: Sources
     jobs: int = 1
+    cuda_archs: tuple[str, ...] = DEFAULT_CUDA_ARCHS
+    nvcc: tuple[str, str] = (AUTO, "found on this machine")  # toolchain.nvcc_setting
+    torch_preinstalled: bool = False  # torch is the interpreter's own: install none
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BuildResult:
     ok: bool
     wheel: Path | None
@@ -53,6 +68,27 @@ class BuildResult:
     reason: str = ""
     details: tuple[str, ...] = ()
     duration: float = 0.0
+    unavailable: bool = False  # what the build needs is missing here (e.g. a matching nvcc)
+    torch_cuda: str | None = None  # torch.version.cuda of the build torch
+    cuda_compiled: bool = False  # CUDA sources were compiled: the wheel must carry GPU code
+    toolchain: dict[str, object] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchFacts:
+    """The torch of an environment, read from its files without importing it (fast)."""
+
+    version: str | None
+    cuda: str | None
+    root: Path | None  # the torch package folder
+    purelib: Path  # the environment's own site-packages
+
+    @property
+    def site_dirs(self) -> tuple[Path, ...]:
+        dirs = [self.purelib]
+        if self.root is not None and self.root.parent not in dirs:
+            dirs.append(self.root.parent)
+        return tuple(dirs)
 
 
 def build_wheel(request: BuildRequest, *, workdir: WorkDir, uv: Sequence[str],
@@ -72,7 +108,7 @@ def build_wheel(request: BuildRequest, *, workdir: WorkDir, uv: Sequence[str],
 
 
 def _digest(request: BuildRequest, files: list[Path]) -> str:
-    parts = {
+    parts: dict[str, Any] = {
         "source": digest_files(request.project, files),
         "torch": request.torch_version,
         "build_requires": sorted(request.build_requires),
@@ -80,7 +116,16 @@ def _digest(request: BuildRequest, files: list[Path]) -> str:
         # non-abi3 keys already name the Python; abi3 wheels do not depend on its patch level
         "python_abi": request.build_key.split("-")[0],
     }
+    if _has_cuda_sources(files):
+        parts["cuda"] = {"archs": list(request.cuda_archs), "nvcc": request.nvcc[0]}
+    if request.torch_preinstalled:
+        # the torch is whatever the interpreter has: a different interpreter, a new build
+        parts["interpreter"] = str(request.interpreter)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _has_cuda_sources(files: Sequence[Path]) -> bool:
+    return any(f.suffix in CUDA_SUFFIXES for f in files)
 
 
 @contextmanager
@@ -103,52 +148,143 @@ def _cached(out: Path, build_dir: Path) -> BuildResult | None:
     if not wheel.is_file():
         return None
     return BuildResult(True, wheel, True, out.name, info.get("torch"),
-                       tuple(Path(p) for p in info.get("torch_lib_dirs", [])))
+                       tuple(Path(p) for p in info.get("torch_lib_dirs", [])),
+                       torch_cuda=info.get("torch_cuda"),
+                       cuda_compiled=bool(info.get("cuda_compiled")),
+                       toolchain=info.get("toolchain"))
 
 
 def _build(request: BuildRequest, files: list[Path], digest: str, out: Path, build_dir: Path,
            *, uv: Sequence[str], env: Mapping[str, str], log: Path,
            timeout: float) -> BuildResult:
     deadline = time.monotonic() + timeout
-    venv = build_dir / "env"
-    python = venv / "bin" / "python"
-    steps = [
-        [*uv, "venv", "--quiet", "--clear", "--python", str(request.interpreter), str(venv)],
-        [*uv, "pip", "install", "--quiet", "--python", str(python), *_build_requirements(request),
-         *uv_source_args(request.sources)],
-    ]
-    for argv in steps:
-        result = _cmd.run(argv, log=log, env=env, timeout=_left(deadline))
-        if not result.ok:
-            return _failed(digest, "could not set up the build environment", result)
+    python = build_dir / "env" / "bin" / "python"
+    problem = _build_env(request, build_dir / "env", uv=uv, env=env, log=log, deadline=deadline)
+    if problem is not None:
+        return dataclasses.replace(problem, digest=digest)
+    facts = read_torch_facts(python, log=log)
+    torch_version = facts.version if request.torch_preinstalled else request.torch_version
+    if request.torch_preinstalled and facts.version is None:
+        return BuildResult(False, None, False, digest, None, (), (
+            f"the cell's torch is preinstalled, but {request.interpreter} has no torch"))
+    try:
+        toolchain = _toolchain(request, files, facts, build_dir, python, uv=uv, env=env,
+                               log=log, deadline=deadline)
+    except ToolchainError as exc:
+        return BuildResult(False, None, False, digest, torch_version, (), exc.reason,
+                           exc.details, unavailable=exc.unavailable, torch_cuda=facts.cuda)
+    build_env = _compile_env(env, build_dir / "src", request.jobs, build_dir / "ccache")
+    if toolchain is not None:
+        build_env = compile_env(build_env, toolchain, request.cuda_archs)
+    wheel = _compile_wheel(request, files, digest, out, build_dir, python, uv=uv,
+                           env=build_env, log=log, deadline=deadline)
+    if isinstance(wheel, BuildResult):
+        return wheel
+    info = _build_info(request, wheel, torch_version, facts, toolchain)
+    write_json_atomic(wheel.parent / "build.json", info)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(wheel.parent, out)
+    return BuildResult(True, out / wheel.name, False, digest, torch_version,
+                       _torch_lib_dirs(facts), torch_cuda=facts.cuda,
+                       cuda_compiled=toolchain is not None, toolchain=info["toolchain"])
+
+
+def _compile_wheel(request: BuildRequest, files: list[Path], digest: str, out: Path,
+                   build_dir: Path, python: Path, *, uv: Sequence[str], env: Mapping[str, str],
+                   log: Path, deadline: float) -> Path | BuildResult:
+    """The wheel, built into a staging folder beside ``out``; or the failed result."""
     src = _copy_source(request.project, files, build_dir / "src")
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     result = _cmd.run([*uv, "build", "--wheel", "--no-build-isolation", "--python", str(python),
                        "--out-dir", str(staging), str(src)],
-                      log=log, env=_compile_env(env, src, request.jobs), timeout=_left(deadline))
+                      log=log, env=env, timeout=_left(deadline))
     if not result.ok:
         return _failed(digest, "the wheel did not build", result)
     wheels = sorted(staging.glob("*.whl"))
     if len(wheels) != 1:
         return BuildResult(False, None, False, digest, None, (),
                            f"the build produced {len(wheels)} wheels, expected 1")
-    torch_libs = _torch_lib_dirs(venv)
-    write_json_atomic(staging / "build.json", {
-        "wheel": wheels[0].name, "torch": request.torch_version, "build_key": request.build_key,
-        "torch_lib_dirs": [str(p) for p in torch_libs], "interpreter": str(request.interpreter),
-    })
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(staging, out)
-    return BuildResult(True, out / wheels[0].name, False, digest, request.torch_version,
-                       torch_libs)
+    return wheels[0]
+
+
+def _build_env(request: BuildRequest, venv: Path, *, uv: Sequence[str], env: Mapping[str, str],
+               log: Path, deadline: float) -> BuildResult | None:
+    """Create the build venv with the build requirements; a failed result, or None."""
+    python = venv / "bin" / "python"
+    create = [*uv, "venv", "--quiet", "--clear", "--python", str(request.interpreter), str(venv)]
+    if request.torch_preinstalled:
+        create.append("--system-site-packages")  # where the interpreter's torch is
+    steps = [create]
+    requirements = _build_requirements(request)
+    if requirements:
+        steps.append([*uv, "pip", "install", "--quiet", "--python", str(python),
+                      *requirements, *uv_source_args(request.sources)])
+    for argv in steps:
+        result = _cmd.run(argv, log=log, env=env, timeout=_left(deadline))
+        if not result.ok:
+            return _failed("", "could not set up the build environment", result)
+    return None
+
+
+def _toolchain(request: BuildRequest, files: Sequence[Path], facts: TorchFacts, build_dir: Path,
+               python: Path, *, uv: Sequence[str], env: Mapping[str, str], log: Path,
+               deadline: float) -> Toolchain | None:
+    """The nvcc for this build, or None when nothing is compiled for CUDA."""
+    if facts.cuda is None or facts.version is None or not _has_cuda_sources(files):
+        return None
+    return prepare_toolchain(
+        setting=request.nvcc, torch_version=facts.version, torch_cuda=facts.cuda,
+        root=build_dir / "cuda", python=python, site_dirs=facts.site_dirs, uv=uv,
+        source_args=uv_source_args(request.sources), env=env, log=log,
+        timeout=_left(deadline))
+
+
+def _build_info(request: BuildRequest, wheel: Path, torch_version: str | None,
+                facts: TorchFacts, toolchain: Toolchain | None) -> dict[str, Any]:
+    return {
+        "wheel": wheel.name, "torch": torch_version, "build_key": request.build_key,
+        "torch_lib_dirs": [str(p) for p in _torch_lib_dirs(facts)],
+        "interpreter": str(request.interpreter), "torch_cuda": facts.cuda,
+        "cuda_compiled": toolchain is not None,
+        "toolchain": None if toolchain is None else {
+            **toolchain.to_json(), "cuda_archs": list(request.cuda_archs)},
+    }
 
 
 def _build_requirements(request: BuildRequest) -> list[str]:
     reqs = [r for r in request.build_requires if not r.replace(" ", "").startswith("torch")]
-    if request.torch_version is not None:
+    if request.torch_version is not None and not request.torch_preinstalled:
         reqs.append(pin_line("torch", request.torch_version))  # exactly the cell's torch
     return reqs
+
+
+_TORCH_FACTS = r"""
+import importlib.util, json, pathlib, re, sysconfig
+facts = {"purelib": sysconfig.get_paths()["purelib"], "version": None, "cuda": None,
+         "root": None}
+spec = importlib.util.find_spec("torch")
+if spec is not None and spec.submodule_search_locations:
+    root = pathlib.Path(list(spec.submodule_search_locations)[0])
+    text = (root / "version.py").read_text()
+    def field(name):
+        found = re.search(r"^%s\b[^=\n]*=\s*['\"]([^'\"]+)['\"]" % name, text, re.M)
+        return found.group(1) if found else None
+    facts.update(version=field("__version__"), cuda=field("cuda"), root=str(root))
+print("COMPATMATRIX-TORCH " + json.dumps(facts))
+"""
+
+
+def read_torch_facts(python: Path, *, log: Path | None = None) -> TorchFacts:
+    """torch's version and CUDA as the environment of ``python`` has them (no import)."""
+    result = _cmd.run([str(python), "-c", _TORCH_FACTS], log=log, timeout=60)
+    for line in result.output.splitlines():
+        if line.startswith("COMPATMATRIX-TORCH "):
+            data = json.loads(line.split(" ", 1)[1])
+            return TorchFacts(data["version"], data["cuda"],
+                              Path(data["root"]) if data["root"] else None,
+                              Path(data["purelib"]))
+    return TorchFacts(None, None, None, python.parent.parent)
 
 
 def _copy_source(project: Path, files: list[Path], dest: Path) -> Path:
@@ -160,19 +296,36 @@ def _copy_source(project: Path, files: list[Path], dest: Path) -> Path:
     return dest
 
 
-def _compile_env(env: Mapping[str, str], src: Path, jobs: int) -> dict[str, str]:
+COMPILER_NAMES = ("cc", "c++", "gcc", "g++")
+
+
+def _compile_env(env: Mapping[str, str], src: Path, jobs: int,
+                 tools: Path) -> dict[str, str]:
     result = dict(env)
     result.setdefault("MAX_JOBS", str(max(1, jobs)))  # torch's ninja builds honour it
-    if shutil.which("ccache", path=env.get("PATH")):
-        result.setdefault("CC", "ccache gcc")
-        result.setdefault("CXX", "ccache g++")
+    ccache = shutil.which("ccache", path=env.get("PATH"))
+    if ccache:
+        # ccache as the compilers on PATH (its "masquerade" mode: it runs the real one next
+        # on PATH), not CXX="ccache g++": before a CUDA build torch checks the compiler that
+        # CXX names, and refuses "ccache" as a compiler of version 0.0.0.
+        _masquerade(tools, Path(ccache))
+        result["PATH"] = os.pathsep.join([str(tools), env.get("PATH", os.defpath)])
         result.setdefault("CCACHE_BASEDIR", str(src))  # hits across per-key source copies
         result.setdefault("CCACHE_NOHASHDIR", "1")
     return result
 
 
-def _torch_lib_dirs(venv: Path) -> tuple[Path, ...]:
-    return tuple(sorted(venv.glob("lib/python*/site-packages/torch/lib")))
+def _masquerade(tools: Path, ccache: Path) -> None:
+    shutil.rmtree(tools, ignore_errors=True)
+    tools.mkdir(parents=True)
+    for name in COMPILER_NAMES:
+        (tools / name).symlink_to(ccache)
+
+
+def _torch_lib_dirs(facts: TorchFacts) -> tuple[Path, ...]:
+    if facts.root is None or not (facts.root / "lib").is_dir():
+        return ()
+    return (facts.root / "lib",)
 
 
 def _left(deadline: float) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .audit import audit_wheel
-from .build import BuildRequest, BuildResult, build_wheel
+from .build import BuildRequest, BuildResult, build_wheel, read_torch_facts
 from .env import install_cell_env
 from .gpu import kind_problem
 from .identity import check_identity
@@ -30,8 +30,9 @@ from .plan import Cell
 from .project import ProjectMeta, read_project
 from .resolve import Resolution, Sources, cell_requirements, choose_sources, resolve_cell
 from .results import CellRecord, Status, read_record
-from .spec import NONE, Matrix
+from .spec import NONE, PREINSTALLED, Matrix
 from .suites import SuiteResult, run_suite
+from .toolchain import NVCC_ENV, nvcc_setting
 from .workdir import WorkDir
 
 __all__ = ["DEFAULT_TIMEOUTS", "Cancelled", "RunContext", "StageHook", "run_cell"]
@@ -156,7 +157,8 @@ class _CellRun:
         inputs = cell_inputs(ctx.matrix, ctx.digests, axes=dict(self.cell.axes),
                              build_key=self.cell.build_key,
                              interpreter=str(self.record.interpreter),
-                             pins=self.record.resolved, gpus=ctx.gpus)
+                             pins=self.record.resolved, gpus=ctx.gpus,
+                             machine=self.machine_inputs())
         self.record = self.record.but(inputs=inputs)
         previous = read_record(ctx.workdir.record(self.cell.id))
         if (ctx.force or previous is None or previous.inputs != inputs
@@ -165,6 +167,20 @@ class _CellRun:
         if self.on_stage is not None:
             self.on_stage(self.cell.id, "reused")
         return previous.but(reused=True)
+
+    @property
+    def torch_preinstalled(self) -> bool:
+        return self.cell.value("torch") == PREINSTALLED
+
+    def machine_inputs(self) -> dict[str, str]:
+        """What the cell depends on beyond the matrix: the nvcc forced, the interpreter's torch."""
+        found = {}
+        if self.ctx.env.get(NVCC_ENV):
+            found["nvcc"] = self.ctx.env[NVCC_ENV]
+        if self.torch_preinstalled:
+            facts = read_torch_facts(self.python)
+            found["torch"] = f"{facts.version} {facts.root}"
+        return found
 
     def resolve(self) -> CellRecord | None:
         ctx, log = self.ctx, self.log("resolve")
@@ -179,7 +195,8 @@ class _CellRun:
         result: Resolution = resolve_cell(
             reqs, uv=ctx.uv, interpreter=self.python, sources=self.sources,
             lock=ctx.workdir.lock(self.cell.id), log=log, env=ctx.env,
-            timeout=ctx.timeout("resolve"))
+            timeout=ctx.timeout("resolve"),
+            preinstalled=("torch",) if self.torch_preinstalled else ())
         self.durations["resolve"] = result.duration
         self.record = self.record.but(resolved=result.pins)
         if result.status == "ok":
@@ -195,11 +212,14 @@ class _CellRun:
     def build(self) -> CellRecord | None:
         ctx = self.ctx
         torch = self.record.resolved.get("torch")
+        project = ctx.matrix.project
         request = BuildRequest(
-            build_key=self.cell.build_key, project=ctx.matrix.project.path,
+            build_key=self.cell.build_key, project=project.path,
             exclude=tuple(ctx.matrix.root / p for s in ctx.matrix.suites for p in s.paths),
             interpreter=self.python, torch_version=torch,
-            build_requires=self.meta.build_requires, sources=self.sources, jobs=ctx.jobs)
+            build_requires=self.meta.build_requires, sources=self.sources, jobs=ctx.jobs,
+            cuda_archs=project.cuda_archs, nvcc=nvcc_setting(project.nvcc, ctx.env),
+            torch_preinstalled=self.torch_preinstalled)
         result: BuildResult = build_wheel(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
                                           log=self.log("build"), timeout=ctx.timeout("build"))
         self.durations["build"] = result.duration
@@ -208,6 +228,9 @@ class _CellRun:
             wheel=str(result.wheel) if result.wheel else None, wheel_reused=result.reused,
             built_with_torch=result.torch_version)
         if not result.ok:
+            if result.unavailable:  # e.g. no matching nvcc: try again once one is installed
+                self.record = self.record.but(inputs="")
+                return self.end(Status.UNAVAILABLE, "build", result.reason, result.details)
             return self.end(Status.FAILED, "build", result.reason, result.details)
         return None
 
@@ -216,13 +239,18 @@ class _CellRun:
         assert self.built.wheel is not None
         # every Python the matrix covers: an abi3 wheel claims to load on all of them
         pythons = sorted({c.python for c in self.ctx.cells}, key=_version_key)
+        suites = self.ctx.matrix.suites
         report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
                              torch_version=self.built.torch_version,
-                             torch_lib_dirs=self.built.torch_lib_dirs)
+                             torch_lib_dirs=self.built.torch_lib_dirs,
+                             torch_cuda=self.built.torch_cuda,
+                             gpu_suites={s.name: s.gpu for s in suites if s.gpu},
+                             expect_gpu_code=self.built.cuda_compiled)
         self.durations["audit"] = time.monotonic() - start
         self.record = self.record.but(audit=report.to_json())
         log = self.log("audit")
-        log.write_text("".join(f"{f.severity}: {f.file}: {f.message}\n"
+        log.write_text("".join(f"{line}\n" for line in report.gpu_code_lines()) +
+                       "".join(f"{f.severity}: {f.file}: {f.message}\n"
                                for f in report.findings), encoding="utf-8")
         errors = [f for f in report.findings if f.severity == "error"]
         if errors:
@@ -236,7 +264,8 @@ class _CellRun:
         result = install_cell_env(
             ctx.workdir.env(self.cell.id), interpreter=self.python, wheel=self.built.wheel,
             lock=ctx.workdir.lock(self.cell.id), sources=self.sources, uv=ctx.uv, env=ctx.env,
-            log=self.log("install"), timeout=ctx.timeout("install"))
+            log=self.log("install"), timeout=ctx.timeout("install"),
+            system_site_packages=self.torch_preinstalled)
         self.durations["install"] = result.duration
         self.venv_python = result.python
         if not result.ok:

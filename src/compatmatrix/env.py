@@ -37,10 +37,14 @@ def install_cell_env(venv: Path, *, interpreter: Path, wheel: Path, lock: Path,
     shutil.rmtree(venv, ignore_errors=True)
     python = venv_python(venv)
     create = [*uv, "venv", "--quiet", "--python", str(interpreter), str(venv)]
-    if system_site_packages:
-        create.append("--system-site-packages")
     install = [*uv, "pip", "install", "--quiet", "--python", str(python), "--no-build",
                "--constraint", str(lock), "-r", str(lock), str(wheel), *uv_source_args(sources)]
+    if system_site_packages:
+        create.append("--system-site-packages")
+        # uv does not count the interpreter's packages as installed and would put a second
+        # torch into the venv; the lock is complete (every transitive pin), so install
+        # exactly it and the wheel, and let the interpreter provide what the lock left out.
+        install.append("--no-deps")
     duration = 0.0
     for argv, what in ((create, "could not create the venv"),
                        (install, "could not install the wheel and the lock")):

@@ -18,14 +18,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import _cmd
-from .spec import NONE, is_specifier
+from .spec import NONE, PREINSTALLED, is_specifier
 
 __all__ = ["IdentityResult", "check_identity", "expected_cuda"]
 
 _FACTS = r"""
-import importlib.metadata as md, json, sys
+import importlib.metadata as md, json, os, sys
 names = json.loads(sys.argv[1])
-facts = {"python": "%d.%d.%d" % sys.version_info[:3], "packages": {}}
+facts = {"python": "%d.%d.%d" % sys.version_info[:3], "packages": {}, "prefix": sys.prefix}
 for name in names:
     try:
         facts["packages"][name] = md.version(name)
@@ -36,6 +36,7 @@ try:
     facts["torch"] = torch.__version__
     facts["torch_cuda"] = torch.version.cuda
     facts["torch_hip"] = getattr(torch.version, "hip", None)
+    facts["torch_path"] = os.path.dirname(torch.__file__)
 except Exception as exc:
     facts["torch_error"] = "%s: %s" % (type(exc).__name__, exc)
 print("COMPATMATRIX-FACTS " + json.dumps(facts))
@@ -123,10 +124,24 @@ def _mismatches(facts: Mapping[str, Any], axes: Mapping[str, str],
         found += _variant_problem(variant, facts)
     if "torch_error" in facts and axes.get("torch", NONE) != NONE:
         found.append(f"torch does not import: {facts['torch_error']}")
+    if axes.get("torch") == PREINSTALLED:
+        found += _preinstalled_problem(facts)
     return found
 
 
+def _preinstalled_problem(facts: Mapping[str, Any]) -> list[str]:
+    """The cell's torch must be the interpreter's own, not one installed into the venv."""
+    path, prefix = str(facts.get("torch_path") or ""), str(facts.get("prefix") or "")
+    if path and prefix and path.startswith(prefix.rstrip("/") + "/"):
+        return [f"torch {facts.get('torch')} was installed into the cell's venv ({path}), "
+                "but the cell says torch is the interpreter's own (preinstalled)"]
+    return []
+
+
 def _version_problem(name: str, want: str, have: str | None) -> str | None:
+    if want == PREINSTALLED:  # any version: identity records which one was found
+        return None if have else f"{name} is not installed in the interpreter, " \
+                                 "the cell says preinstalled"
     if want == NONE:
         return f"{name} {have} is installed, the cell says none" if have else None
     if have is None:

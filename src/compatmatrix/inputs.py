@@ -61,7 +61,8 @@ class ProjectDigests:
 
 def cell_inputs(matrix: Matrix, digests: ProjectDigests, *, axes: Mapping[str, str],
                 build_key: str, interpreter: str, pins: Mapping[str, str],
-                gpus: object) -> str:
+                gpus: object, machine: Mapping[str, str] | None = None) -> str:
+    """``machine``: what else the cell depends on here (the nvcc forced, a preinstalled torch)."""
     data = {
         "compatmatrix": __version__,
         "axes": dict(axes),
@@ -75,6 +76,7 @@ def cell_inputs(matrix: Matrix, digests: ProjectDigests, *, axes: Mapping[str, s
         "tests": digests.tests(),
         "lock": dict(pins),
         "gpus": repr(tuple(gpus)) if isinstance(gpus, tuple) else repr(gpus),
+        "machine": dict(machine or {}),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 

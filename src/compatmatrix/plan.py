@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .spec import NONE, Matrix, is_specifier
+from .spec import NONE, PREINSTALLED, Matrix, is_specifier
 
 __all__ = ["Cell", "build_key", "cell_id", "matches", "plan_cells"]
 
@@ -146,7 +146,8 @@ def build_key(matrix: Matrix, values: Mapping[str, str]) -> str:
     torch = values.get("torch", NONE)
     abi = f"cp{values['python'].replace('.', '')}"
     abi3 = matrix.project.abi3
-    if (abi3 is not None and torch != NONE and not is_specifier(torch)
+    # a preinstalled torch's version is only known when building: keep the key per-Python
+    if (abi3 is not None and torch not in (NONE, PREINSTALLED) and not is_specifier(torch)
             and abi3.contains(Version(torch), prereleases=True)):
         abi = "abi3"
     parts = [abi]

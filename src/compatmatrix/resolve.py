@@ -21,7 +21,7 @@ from packaging.version import Version
 from . import _cmd
 from .plan import Cell
 from .project import ProjectMeta
-from .spec import NONE, Matrix, is_specifier, package_requirement
+from .spec import NONE, PREINSTALLED, Matrix, is_specifier, package_requirement
 
 __all__ = [
     "Resolution",
@@ -90,7 +90,8 @@ def cell_requirements(matrix: Matrix, cell: Cell, meta: ProjectMeta,
         if axis.kind != "package" or value == NONE:
             continue
         if canonicalize_name(axis.name) == "torch":
-            reqs.append(torch_requirement(value, cell.value("cuda"), index_url))
+            if value != PREINSTALLED:  # the interpreter's own torch: nothing to resolve
+                reqs.append(torch_requirement(value, cell.value("cuda"), index_url))
         else:
             reqs.append(package_requirement(axis.name, value) or axis.name)
     reqs += matrix.project.test_requires
@@ -99,13 +100,19 @@ def cell_requirements(matrix: Matrix, cell: Cell, meta: ProjectMeta,
 
 def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
                  sources: Sources, lock: Path, log: Path, env: Mapping[str, str],
-                 timeout: float) -> Resolution:
-    """Compile ``reqs`` for ``interpreter`` into ``lock``."""
+                 timeout: float, preinstalled: Sequence[str] = ()) -> Resolution:
+    """Compile ``reqs`` for ``interpreter`` into ``lock``.
+
+    ``preinstalled`` packages (the interpreter's own torch) are left out of the lock even when
+    something requires them: the cell uses the interpreter's copy.
+    """
     req_file = lock.with_suffix(".in")
     req_file.parent.mkdir(parents=True, exist_ok=True)
     req_file.write_text("\n".join(reqs) + "\n", encoding="utf-8")
     argv = [*uv, "pip", "compile", str(req_file), "--python", str(interpreter),
             "--no-header", "--no-annotate", "--quiet", *uv_source_args(sources)]
+    for name in preinstalled:
+        argv += ["--no-emit-package", name]
     result = _cmd.run(argv, log=log, env=env, timeout=timeout)
     if result.timed_out:
         return Resolution("unavailable", {}, tuple(reqs),

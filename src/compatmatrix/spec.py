@@ -32,7 +32,9 @@ from .errors import Location, SpecError, did_you_mean
 from .gpu import KNOWN_KINDS
 
 __all__ = [
+    "DEFAULT_CUDA_ARCHS",
     "NONE",
+    "PREINSTALLED",
     "Axis",
     "CIConfig",
     "Gate",
@@ -47,6 +49,14 @@ __all__ = [
 ]
 
 NONE = "none"
+# torch axis value: the torch already installed in the cell's interpreter (vendor images)
+PREINSTALLED = "preinstalled"
+# project.cuda_archs: what TORCH_CUDA_ARCH_LIST accepts; "+PTX" adds PTX that later GPUs JIT
+DEFAULT_CUDA_ARCHS: tuple[str, ...] = ("9.0",)
+KNOWN_CUDA_ARCHS = ("7.0", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "9.0a", "10.0", "10.0a",
+                    "10.3", "10.3a", "11.0", "11.0a", "12.0", "12.0a", "12.1", "12.1a")
+_CUDA_ARCH_RE = re.compile(r"^(\d+\.\d+[af]?)(\+PTX)?$")
+NVCC_WORDS = ("auto", "pypi")
 SPECIAL_AXES = ("python", "cuda", "extras")
 KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130",
                   "rocm6.3", "rocm6.4")
@@ -76,6 +86,8 @@ class Project:
     abi3: SpecifierSet | None  # torch versions built abi3; None: never
     build_torch_attr: str | None
     test_requires: tuple[str, ...] = DEFAULT_TEST_REQUIRES
+    cuda_archs: tuple[str, ...] = DEFAULT_CUDA_ARCHS  # TORCH_CUDA_ARCH_LIST of CUDA builds
+    nvcc: str = "auto"  # auto, pypi, or a path (COMPATMATRIX_NVCC overrides it)
 
 
 @dataclass(frozen=True)
@@ -208,7 +220,8 @@ def _check_version(value: YValue) -> None:
 def _parse_project(value: YValue, root: Path) -> Project:
     mapping = as_map(value, "project")
     check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr",
-                                    "test_requires"), required=("path", "import"))
+                                    "test_requires", "cuda_archs", "nvcc"),
+               required=("path", "import"))
     rel = as_scalar_text(_get(mapping, "path"), "project.path")
     path = (root / rel).resolve()
     if not path.is_dir():
@@ -231,7 +244,64 @@ def _parse_project(value: YValue, root: Path) -> Project:
         build_torch_attr=as_scalar_text(attr_node, "project.build_torch_attr")
         if attr_node is not None else None,
         test_requires=test_requires,
+        cuda_archs=_parse_cuda_archs(mapping.get("cuda_archs")),
+        nvcc=_parse_nvcc(mapping.get("nvcc")),
     )
+
+
+def _parse_cuda_archs(value: YValue | None) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_CUDA_ARCHS
+    seq = as_list(value, "project.cuda_archs", allow_empty=False)
+    archs: list[str] = []
+    for node in seq.items:
+        arch = _cuda_arch(as_scalar_text(node, "a value of project.cuda_archs"), node.at)
+        if arch in archs:
+            raise SpecError(node.at, f"duplicate architecture {arch!r} in project.cuda_archs")
+        archs.append(arch)
+    return tuple(archs)
+
+
+def _cuda_arch(text: str, at: Location) -> str:
+    """A compute capability as TORCH_CUDA_ARCH_LIST writes it: 9.0, 9.0a, 8.0+PTX."""
+    match = _CUDA_ARCH_RE.match(text)
+    if match is not None and match[1] in KNOWN_CUDA_ARCHS:
+        return text
+    what = (f"project.cuda_archs: {text!r} is not a known GPU architecture"
+            if match is not None else
+            f"project.cuda_archs: {text!r} is not a compute capability like '9.0'")
+    close = did_you_mean(_arch_guess(text),
+                         [*KNOWN_CUDA_ARCHS, *(a + "+PTX" for a in KNOWN_CUDA_ARCHS)])
+    raise SpecError(at, what, (close + " " if close.startswith("did you") else "") +
+                    "(major.minor as in TORCH_CUDA_ARCH_LIST: 9.0; 9.0a for arch-specific "
+                    "code; 8.0+PTX to add PTX that newer GPUs compile at load; known: "
+                    f"{', '.join(KNOWN_CUDA_ARCHS)})")
+
+
+def _arch_guess(text: str) -> str:
+    """'sm_90' -> '9.0', '90a' -> '9.0a', '9.0+ptx' -> '9.0+PTX': the usual other spellings."""
+    raw = text.strip().lower().replace("+ptx", "")
+    ptx = "+PTX" if raw != text.strip().lower() else ""
+    raw = re.sub(r"^(sm|compute)_?", "", raw)
+    found = re.fullmatch(r"(\d+)(\d)([af]?)", raw)
+    if found:
+        raw = f"{found[1]}.{found[2]}{found[3]}"
+    elif raw.isdigit():
+        raw += ".0"
+    return raw + ptx
+
+
+def _parse_nvcc(value: YValue | None) -> str:
+    if value is None:
+        return "auto"
+    text = as_scalar_text(value, "project.nvcc")
+    if text in NVCC_WORDS or "/" in text:
+        return text
+    close = did_you_mean(text.lower(), NVCC_WORDS)
+    raise SpecError(value.at, f"project.nvcc: {text!r} is not 'auto', 'pypi' or a path",
+                    (close + " " if close.startswith("did you") else "") +
+                    "(auto: the system's nvcc when it matches torch's CUDA, else PyPI's; "
+                    "pypi: PyPI's; or the path of an nvcc, such as /usr/local/cuda-12.8/bin/nvcc)")
 
 
 def _requirement(text: str, at: Location, what: str) -> None:
@@ -304,6 +374,11 @@ def _axis_value(kind: str, name: str, node: YValue) -> str:
 def _package_value(text: str, name: str, at: Location) -> str:
     if text.lower() == NONE:
         return NONE
+    if text.lower() == PREINSTALLED:
+        if canonicalize_name(name) != "torch":
+            raise SpecError(at, f"{PREINSTALLED!r} is a value for the torch axis only, "
+                            f"not {name!r}", "write a version, a specifier or 'none'")
+        return PREINSTALLED
     if text.startswith(_OPERATORS):
         _specifier(text, at, f"a value of axis {name!r}")
         return text
@@ -341,7 +416,8 @@ def _check_duplicates(kind: str, name: str, seq: YSeq, values: tuple[str, ...]) 
     seen: dict[object, str] = {}
     for node, value in zip(seq.items, values):
         key: object = value
-        if kind == "package" and value != NONE and not value.startswith(_OPERATORS):
+        if kind == "package" and value not in (NONE, PREINSTALLED) \
+                and not value.startswith(_OPERATORS):
             key = Version(value)  # 2.13 and 2.13.0 are the same version
         if key in seen:
             raise SpecError(node.at, f"duplicate value {value!r} in axis {name!r}",
@@ -545,8 +621,8 @@ def _parse_timeouts(value: YValue | None) -> tuple[tuple[str, int], ...]:
 
 
 def package_requirement(name: str, value: str) -> str | None:
-    """The PEP 508 requirement for a package axis value; None when it is 'none'."""
-    if value == NONE:
+    """The PEP 508 requirement for a package axis value; None for 'none' and 'preinstalled'."""
+    if value in (NONE, PREINSTALLED):
         return None
     if value.startswith(_OPERATORS):
         return f"{name}{value}"

@@ -20,9 +20,10 @@ int64_t rows_of(const at::Tensor& t) {
   return t.numel() / t.size(-1);
 }
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+at::Tensor& rms_norm_out(
+    const at::Tensor& x, const at::Tensor& weight, double eps, at::Tensor& out) {
   check_rms_norm(x, weight);
-  at::Tensor out = at::empty_like(x);
+  check_out("rms_norm", "out", out, x, x.sizes());
   COMPAT_KERNELS_DISPATCH_FLOATING(x.scalar_type(), "compat_kernels::rms_norm", [&] {
     kernels<scalar_t>().rms_norm(
         x.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
@@ -32,14 +33,21 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  at::Tensor out = at::empty_like(x);
+  return rms_norm_out(x, weight, eps, out);
+}
+
+std::tuple<at::Tensor&, at::Tensor&> fused_add_rms_norm_out(
     const at::Tensor& x,
     const at::Tensor& residual,
     const at::Tensor& weight,
-    double eps) {
+    double eps,
+    at::Tensor& out,
+    at::Tensor& sum) {
   check_fused_add_rms_norm(x, residual, weight);
-  at::Tensor out = at::empty_like(x);
-  at::Tensor sum = at::empty_like(x);
+  check_out("fused_add_rms_norm", "out", out, x, x.sizes());
+  check_out("fused_add_rms_norm", "sum", sum, x, x.sizes());
   COMPAT_KERNELS_DISPATCH_FLOATING(x.scalar_type(), "compat_kernels::fused_add_rms_norm", [&] {
     kernels<scalar_t>().fused_add_rms_norm(
         x.const_data_ptr<scalar_t>(), residual.const_data_ptr<scalar_t>(),
@@ -50,11 +58,20 @@ std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(
   return {out, sum};
 }
 
-at::Tensor silu_and_mul(const at::Tensor& x) {
+std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(
+    const at::Tensor& x,
+    const at::Tensor& residual,
+    const at::Tensor& weight,
+    double eps) {
+  at::Tensor out = at::empty_like(x);
+  at::Tensor sum = at::empty_like(x);
+  fused_add_rms_norm_out(x, residual, weight, eps, out, sum);
+  return {out, sum};
+}
+
+at::Tensor& silu_and_mul_out(const at::Tensor& x, at::Tensor& out) {
   check_silu_and_mul(x);
-  std::vector<int64_t> out_shape = x.sizes().vec();
-  out_shape.back() /= 2;
-  at::Tensor out = at::empty(out_shape, x.options());
+  check_out("silu_and_mul", "out", out, x, silu_and_mul_shape(x));
   COMPAT_KERNELS_DISPATCH_FLOATING(x.scalar_type(), "compat_kernels::silu_and_mul", [&] {
     kernels<scalar_t>().silu_and_mul(
         x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
@@ -63,16 +80,24 @@ at::Tensor silu_and_mul(const at::Tensor& x) {
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> rotary_embedding(
+at::Tensor silu_and_mul(const at::Tensor& x) {
+  check_silu_and_mul(x);
+  at::Tensor out = at::empty(silu_and_mul_shape(x), x.options());
+  return silu_and_mul_out(x, out);
+}
+
+std::tuple<at::Tensor&, at::Tensor&> rotary_embedding_out(
     const at::Tensor& positions,
     const at::Tensor& query,
     const at::Tensor& key,
     const at::Tensor& cos_sin_cache,
     int64_t head_size,
-    bool is_neox) {
+    bool is_neox,
+    at::Tensor& query_out,
+    at::Tensor& key_out) {
   check_rotary_embedding(positions, query, key, cos_sin_cache, head_size);
-  at::Tensor query_out = at::empty_like(query);
-  at::Tensor key_out = at::empty_like(key);
+  check_out("rotary_embedding", "query_out", query_out, query, query.sizes());
+  check_out("rotary_embedding", "key_out", key_out, key, key.sizes());
   const int64_t num_tokens = positions.size(0);
   if (num_tokens == 0) {
     return {query_out, key_out};
@@ -96,6 +121,20 @@ std::tuple<at::Tensor, at::Tensor> rotary_embedding(
   return {query_out, key_out};
 }
 
+std::tuple<at::Tensor, at::Tensor> rotary_embedding(
+    const at::Tensor& positions,
+    const at::Tensor& query,
+    const at::Tensor& key,
+    const at::Tensor& cos_sin_cache,
+    int64_t head_size,
+    bool is_neox) {
+  at::Tensor query_out = at::empty_like(query);
+  at::Tensor key_out = at::empty_like(key);
+  rotary_embedding_out(
+      positions, query, key, cos_sin_cache, head_size, is_neox, query_out, key_out);
+  return {query_out, key_out};
+}
+
 } // namespace
 } // namespace compat_kernels::cpu
 
@@ -104,6 +143,10 @@ TORCH_LIBRARY_IMPL(compat_kernels, CPU, m) {
   m.impl("fused_add_rms_norm", &compat_kernels::cpu::fused_add_rms_norm);
   m.impl("silu_and_mul", &compat_kernels::cpu::silu_and_mul);
   m.impl("rotary_embedding", &compat_kernels::cpu::rotary_embedding);
+  m.impl("rms_norm.out", &compat_kernels::cpu::rms_norm_out);
+  m.impl("fused_add_rms_norm.out", &compat_kernels::cpu::fused_add_rms_norm_out);
+  m.impl("silu_and_mul.out", &compat_kernels::cpu::silu_and_mul_out);
+  m.impl("rotary_embedding.out", &compat_kernels::cpu::rotary_embedding_out);
 }
 
 // Introspection, not a tensor op: which ISA build the CPU kernels run with.

@@ -16,6 +16,7 @@ import torch  # noqa: F401
 # Importing _C loads the operator library; _fake registers the fake impls.
 from . import _C, _fake  # noqa: F401
 from ._build_info import ABI3 as _ABI3
+from ._build_info import CUDA_ARCHS as _CUDA_ARCHS
 from ._build_info import CUDA_VERSION as _CUDA_VERSION
 from ._build_info import TORCH_VERSION as __torch_build_version__
 from .ops import OP_NAMES, fused_add_rms_norm, rms_norm, rotary_embedding, silu_and_mul
@@ -35,6 +36,13 @@ __all__ = [
 
 
 def build_info() -> dict[str, str | bool | None]:
-    """Describe the build: torch and CUDA versions it was compiled against, and
-    whether the extension targets the stable (abi3) CPython ABI."""
-    return {"torch": __torch_build_version__, "cuda": _CUDA_VERSION, "abi3": _ABI3}
+    """Describe the build: torch and CUDA versions it was compiled against,
+    whether the extension targets the stable (abi3) CPython ABI, and the GPU
+    architectures of its CUDA kernels (TORCH_CUDA_ARCH_LIST; None when it was
+    built without them)."""
+    return {
+        "torch": __torch_build_version__,
+        "cuda": _CUDA_VERSION,
+        "abi3": _ABI3,
+        "cuda_archs": _CUDA_ARCHS,
+    }

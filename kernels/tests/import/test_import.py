@@ -1,6 +1,6 @@
 """Smoke tests of the installed wheel: the extension loads, every op is
-registered with a CPU kernel and a fake impl, and the build matches the
-running torch."""
+registered with a CPU kernel (and a CUDA kernel when built with them) and a
+fake impl, and the build matches the running torch."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_extension_is_abi3_shared_object() -> None:
 @pytest.mark.parametrize("name", compat_kernels.OP_NAMES)
 def test_op_has_cpu_kernel(name: str) -> None:
     assert hasattr(torch.ops.compat_kernels, name)
-    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"compat_kernels::{name}", "CPU")
+    for overload in (f"compat_kernels::{name}", f"compat_kernels::{name}.out"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(overload, "CPU"), overload
 
 
 @pytest.mark.parametrize("name", compat_kernels.OP_NAMES)
@@ -95,13 +96,39 @@ def test_cpu_capability_is_reported() -> None:
 
 
 def test_build_torch_matches_runtime_torch() -> None:
+    info = compat_kernels.build_info()
     assert compat_kernels.__torch_build_version__ == torch.__version__
-    assert compat_kernels.build_info() == {
+    assert info == {
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "abi3": compat_kernels.build_info()["abi3"],
+        "abi3": info["abi3"],
+        "cuda_archs": info["cuda_archs"],
     }
-    assert isinstance(compat_kernels.build_info()["abi3"], bool)
+    assert isinstance(info["abi3"], bool)
+
+
+def test_cuda_kernels_only_with_a_cuda_torch() -> None:
+    archs = compat_kernels.build_info()["cuda_archs"]
+    if torch.version.cuda is None:
+        assert archs is None, "a CPU-only torch cannot have been built with CUDA kernels"
+    else:
+        # None means nvcc was missing at build time; compatmatrix's audit then
+        # fails the cell for any GPU suite, so here it is only reported.
+        assert archs is None or isinstance(archs, str)
+
+
+def _overloads(name: str) -> list[str]:
+    return [f"compat_kernels::{name}", f"compat_kernels::{name}.out"]
+
+
+@pytest.mark.parametrize("name", compat_kernels.OP_NAMES)
+def test_op_has_cuda_kernel_when_built_with_cuda(name: str) -> None:
+    # Registration needs no GPU, so this runs on CPU-only machines too: a CUDA
+    # build that forgot an op fails here, not only on an H100.
+    if compat_kernels.build_info()["cuda_archs"] is None:
+        pytest.skip("built without CUDA kernels (CPU torch, or no nvcc at build time)")
+    for overload in _overloads(name):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(overload, "CUDA"), overload
 
 
 def test_version_matches_distribution() -> None:

@@ -139,6 +139,80 @@ def test_ops_do_not_modify_inputs() -> None:
     _assert_unchanged(rotary, lambda: compat_kernels.rotary_embedding(*rotary, 64, False))
 
 
+# ------------------------------------------------------- .out overloads
+
+
+def _nan_like(t: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    return torch.full(shape or tuple(t.shape), float("nan"), dtype=t.dtype)
+
+
+@dtypes
+@pytest.mark.parametrize("hidden", HIDDEN_SIZES)
+def test_out_overloads_write_every_element(dtype: torch.dtype, hidden: int) -> None:
+    """Outputs start as NaN, so an unwritten element would show; the results
+    equal the functional overloads' bit for bit."""
+    ops = torch.ops.compat_kernels
+    x = _randn(3, hidden, dtype=dtype, seed=hidden)
+    residual = _randn(3, hidden, dtype=dtype, seed=hidden + 1)
+    weight = _randn(hidden, dtype=dtype, seed=hidden + 2)
+    out = _nan_like(x)
+    assert ops.rms_norm.out(x, weight, EPS, out=out) is out
+    assert torch.equal(out, compat_kernels.rms_norm(x, weight, EPS))
+    out, total = _nan_like(x), _nan_like(x)
+    ops.fused_add_rms_norm.out(x, residual, weight, EPS, out=out, sum=total)
+    expected = compat_kernels.fused_add_rms_norm(x, residual, weight, EPS)
+    assert torch.equal(out, expected[0]) and torch.equal(total, expected[1])
+    gate_up = torch.cat((x, residual), dim=-1)
+    act = _nan_like(x)
+    ops.silu_and_mul.out(gate_up, out=act)
+    assert torch.equal(act, compat_kernels.silu_and_mul(gate_up))
+
+
+@dtypes
+@pytest.mark.parametrize("is_neox", [True, False], ids=["neox", "gptj"])
+def test_rotary_out_overload_writes_every_element(dtype: torch.dtype, is_neox: bool) -> None:
+    case = ROTARY_CASES[4]  # partial rotary: the copied dims must be written too
+    positions, query, key, cache = rotary_inputs(case, dtype)
+    q_out, k_out = _nan_like(query), _nan_like(key)
+    torch.ops.compat_kernels.rotary_embedding.out(
+        positions, query, key, cache, case.head_size, is_neox, query_out=q_out, key_out=k_out
+    )
+    expected = compat_kernels.rotary_embedding(
+        positions, query, key, cache, case.head_size, is_neox
+    )
+    assert torch.equal(q_out, expected[0]) and torch.equal(k_out, expected[1])
+
+
+OUT_ERROR_CASES: dict[str, tuple[Callable[[], object], str]] = {
+    "shape": (
+        lambda: torch.ops.compat_kernels.rms_norm.out(
+            torch.randn(4, 8), torch.randn(8), EPS, out=torch.empty(4, 7)
+        ),
+        r"rms_norm: out must have shape \[4, 8\], got \[4, 7\]",
+    ),
+    "dtype": (
+        lambda: torch.ops.compat_kernels.silu_and_mul.out(
+            torch.randn(4, 8), out=torch.empty(4, 4, dtype=torch.bfloat16)
+        ),
+        r"silu_and_mul: out and the inputs must have the same dtype",
+    ),
+    "non-contiguous": (
+        lambda: torch.ops.compat_kernels.fused_add_rms_norm.out(
+            torch.randn(4, 8), torch.randn(4, 8), torch.randn(8), EPS,
+            out=torch.empty(4, 8), sum=torch.empty(8, 4).t(),
+        ),
+        r"fused_add_rms_norm: sum must be contiguous",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OUT_ERROR_CASES))
+def test_invalid_out_raises(case: str) -> None:
+    call, message = OUT_ERROR_CASES[case]
+    with pytest.raises(RuntimeError, match=message):
+        call()
+
+
 def test_empty_inputs() -> None:
     weight = torch.ones(16)
     assert compat_kernels.rms_norm(torch.empty(0, 16), weight).shape == (0, 16)
