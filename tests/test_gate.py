@@ -155,3 +155,11 @@ def test_gate_command_exit_codes_and_reproduction(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "FAIL: py3.12: regression: passed in the baseline" in done.stdout
     assert "reproduce: compatmatrix run --cell py3.12" in done.stdout
+
+
+def test_a_passed_cell_now_unavailable_is_a_note_not_a_regression() -> None:
+    baseline = report(cell("x", "passed"))
+    current = report(cell("x", "unavailable", stage="build"))
+    result = evaluate(Gate(), current, baseline, TODAY)
+    assert result.ok
+    assert any("no longer verified" in v.message for v in result.notes)

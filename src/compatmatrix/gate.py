@@ -57,8 +57,11 @@ def evaluate(gate: Gate, current: Report, baseline: Report | None,
                 (failures if gate.fail_on_new and not passed else notes).append(
                     Verdict(cell.id, f"new cell: {_describe(cell)}", _repro(cell, passed)))
         elif before.status == "passed" and not passed:
-            failures.append(Verdict(cell.id, f"regression: passed in the baseline, now "
-                                    f"{_describe(cell)}", cell.reproduce))
+            # failing is a regression; unavailable/incompatible/missing is a loss of coverage
+            regressed = cell.status in ("failed", "error", "passed")
+            (failures if regressed else notes).append(Verdict(
+                cell.id, f"{'regression' if regressed else 'no longer verified'}: passed in "
+                f"the baseline, now {_describe(cell)}", cell.reproduce))
         elif before.status != "passed" and passed:
             notes.append(Verdict(cell.id, f"fixed: was {before.status}, now passed"))
         if cell.status == "incompatible":
