@@ -162,4 +162,23 @@ void check_out(
       op, ": ", name, " must have shape ", sizes, ", got ", out.sizes());
 }
 
+RotaryShape rotary_shape(
+    const at::Tensor& positions,
+    const at::Tensor& query,
+    const at::Tensor& key,
+    const at::Tensor& cos_sin_cache,
+    int64_t head_size,
+    bool is_neox) {
+  const int64_t num_tokens = positions.size(0);
+  return RotaryShape{
+      num_tokens,
+      query.numel() / num_tokens,
+      key.numel() / num_tokens,
+      head_size,
+      cos_sin_cache.size(1),
+      cos_sin_cache.size(0),
+      is_neox,
+  };
+}
+
 } // namespace compat_kernels

@@ -7,6 +7,8 @@
 
 #include <vector>
 
+#include "rotary_shape.h"
+
 namespace compat_kernels {
 
 void check_rms_norm(const at::Tensor& x, const at::Tensor& weight);
@@ -27,6 +29,15 @@ void check_rotary_embedding(
     const at::Tensor& key,
     const at::Tensor& cos_sin_cache,
     int64_t head_size);
+
+// The geometry of a checked rotary_embedding call with at least one token.
+RotaryShape rotary_shape(
+    const at::Tensor& positions,
+    const at::Tensor& query,
+    const at::Tensor& key,
+    const at::Tensor& cos_sin_cache,
+    int64_t head_size,
+    bool is_neox);
 
 // For the `.out` overloads: `out` must be a dense tensor of `like`'s dtype and
 // device with exactly the shape the op produces (no resizing: a caller's

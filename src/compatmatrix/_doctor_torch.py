@@ -18,6 +18,7 @@ from . import _cmd
 from ._doctor_env import Environment, Installer
 from ._doctor_finding import ERROR, INFO, WARNING, Finding
 from .gpu import Capabilities
+from .toolchain import parse_nvcc_version
 
 __all__ = [
     "TORCH_TIMEOUT",
@@ -157,11 +158,11 @@ def nvcc_facts(process_env: Mapping[str, str]) -> Nvcc:
         return Nvcc(str(path), found_by, error=f"{found_by} points to {path.parent.parent}, "
                                                "which has no bin/nvcc")
     result = _cmd.run([str(path), "--version"], env=process_env, timeout=NVCC_TIMEOUT)
-    match = re.search(r"release (\d+\.\d+)", result.output)
-    if not result.ok or match is None:
+    version = parse_nvcc_version(result.output) if result.ok else None
+    if version is None:
         return Nvcc(str(path), found_by, error=f"`{path} --version` failed: "
                                                f"{result.output.strip()[-200:]}")
-    return Nvcc(str(path), found_by, match.group(1))
+    return Nvcc(str(path), found_by, version[0])
 
 
 # -- findings ---------------------------------------------------------------------------------

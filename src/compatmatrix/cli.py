@@ -93,12 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="run cells end to end (resolve, build, audit, install, identity, suites)",
         description="Run cells end to end and write one record per cell to "
-                    "WORKDIR/results/<cell id>.json. Exit 0 when every cell ran to a record "
-                    "(whatever its status), 1 when a cell failed or errored.")
+                    "WORKDIR/results/<cell id>.json. Exit 1 when a cell failed or errored "
+                    "(with --exit-zero: only when one errored), 130 when interrupted.")
     _add_matrix_option(run)
-    run.add_argument("--workdir", type=Path, default=None, metavar="DIR",
-                     help="where wheels, venvs, logs, JUnit and records go "
-                          "(default: .compatmatrix/ beside matrix.yaml)")
+    _add_workdir_option(run)
     run.add_argument("--cell", action="append", default=[], metavar="ID",
                      help="run only this cell (an id or a glob; repeatable)")
     run.add_argument("--select", action="append", default=[], metavar="AXIS=GLOB",
@@ -128,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                     "and junit.xml. Files are rewritten only when their bytes change.")
     _add_results_options(report)
     report.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="where the report goes (default: reports/ beside matrix.yaml)")
+                        help="where the report goes (default: $COMPATMATRIX_REPORTS, else "
+                             "reports/ beside matrix.yaml)")
     report.add_argument("--commit", default=None, metavar="SHA",
                         help="write 'generated from commit SHA' into the report")
     report.set_defaults(handler=_cmd_report)
@@ -137,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         "gate", help="the release gate: exit 1 with reasons when it must not go ahead",
         description="Exit 0 when the release may go ahead; exit 1, one line per reason with "
                     "its reproduction command, when a required cell is not passed or a cell "
-                    "that passed in the baseline now does not.")
+                    "that passed in the baseline now fails.")
     _add_results_options(gate)
     gate.add_argument("--baseline", type=Path, default=None, metavar="FILE",
                       help="a compatibility.json to compare with (default: the committed "
@@ -186,11 +185,16 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.python, args.json, os.environ)
 
 
+def _add_workdir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
+                        help="the work directory: wheels, venvs, logs, JUnit and records "
+                             "(default: $COMPATMATRIX_WORKDIR, else .compatmatrix/ beside "
+                             "matrix.yaml)")
+
+
 def _add_results_options(parser: argparse.ArgumentParser) -> None:
     _add_matrix_option(parser)
-    parser.add_argument("--workdir", type=Path, default=None, metavar="DIR",
-                        help="the local run to read (default: $COMPATMATRIX_WORKDIR or "
-                             ".compatmatrix/ beside matrix.yaml)")
+    _add_workdir_option(parser)
     parser.add_argument("--from", dest="sources", type=Path, action="append", default=[],
                         metavar="DIR", help="read these folders instead (CI artifacts: work "
                         "directories, or folders of them); repeatable")
@@ -208,6 +212,11 @@ def _workdir(args: argparse.Namespace, matrix: Matrix) -> Path:
     return given or Path(os.environ.get("COMPATMATRIX_WORKDIR") or matrix.root / ".compatmatrix")
 
 
+def _report_dir(args: argparse.Namespace, matrix: Matrix) -> Path:
+    given: Path | None = args.out
+    return given or Path(os.environ.get("COMPATMATRIX_REPORTS") or matrix.root / "reports")
+
+
 def _sources(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
     return list(args.sources) or [_workdir(args, matrix)]
 
@@ -215,7 +224,7 @@ def _sources(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
 def _cmd_report(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
     report = collect(matrix, _sources(args, matrix), commit=args.commit)
-    out = args.out or matrix.root / "reports"
+    out = _report_dir(args, matrix)
     changed = write_report(report, out)
     counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
     print(f"{len(report.cells)} cells: {counts}")
@@ -329,8 +338,7 @@ def _cmd_ci(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
-    workdir = args.workdir or Path(os.environ.get("COMPATMATRIX_WORKDIR")
-                                   or matrix.root / ".compatmatrix")
+    workdir = _workdir(args, matrix)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs, force=args.force)

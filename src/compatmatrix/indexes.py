@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import configparser
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from ._envvars import expand_path
 from .spec import Indexes
 
 __all__ = ["PYPI", "expand_find_links", "index_url_for", "pip_config_find_links"]
@@ -64,9 +64,9 @@ def expand_find_links(indexes: Indexes, env: Mapping[str, str]) -> list[str]:
         if entry == PIP_CONFIG:
             result += pip_config_find_links(env)
         else:
-            expanded = _expand(entry, env)
+            expanded = expand_path(entry, env)
             if expanded:  # an entry naming an unset variable is left out, not half-expanded
-                result.append(_expand_home(expanded, env))
+                result.append(expanded)
     return list(dict.fromkeys(result))
 
 
@@ -82,18 +82,3 @@ def index_url_for(indexes: Indexes, variant: str | None) -> str | None:
     if url is None:
         return PYTORCH_INDEX.format(variant=variant)
     return None if url == PYPI else url
-
-
-def _expand_home(path: str, env: Mapping[str, str]) -> str:
-    if path == "~" or path.startswith("~/"):
-        return env.get("HOME", os.path.expanduser("~")) + path[1:]
-    return path
-
-
-_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
-
-
-def _expand(text: str, env: Mapping[str, str]) -> str | None:
-    if any(not env.get(name) for name in _VAR.findall(text)):
-        return None
-    return _VAR.sub(lambda m: env[m[1]], text)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from ._envvars import expand_path
+
 __all__ = ["Interpreter", "InterpreterFinder", "override_variable"]
 
 PROBE_TIMEOUT = 10.0
@@ -93,7 +95,8 @@ class InterpreterFinder:
                             ("matrix.yaml interpreters", self._overrides.get(version))):
             if not raw:
                 continue
-            path = Path(os.path.expanduser(_expand(raw, self._env)))
+            # an unset variable stays as written, so the problem below shows it
+            path = Path(expand_path(raw, self._env) or raw)
             full = self._probe(path)
             if full is None:
                 return Interpreter(version, None, "", problem=(
@@ -162,6 +165,3 @@ class InterpreterFinder:
 def _minor(full: str) -> str:
     return ".".join(full.split(".")[:2])
 
-
-def _expand(text: str, env: Mapping[str, str]) -> str:
-    return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m[1], m[0]), text)

@@ -42,21 +42,15 @@ def register_cell_sessions(matrix_file: str | os.PathLike[str] = "matrix.yaml") 
     _register("matrix", "every cell, in parallel and incrementally, then the report "
               "(-- --select AXIS=GLOB, --force, -j N)",
               ["run", "--matrix", str(path), "--exit-zero"],
-              ["report", "--matrix", str(path), *_report_out()])
+              ["report", "--matrix", str(path)])
     _register("report", "aggregate the records (or CI artifacts: -- --from DIR) into reports/",
-              ["report", "--matrix", str(path), *_report_out()])
+              ["report", "--matrix", str(path)])
     _register("gate", "the release gate: exit 1 with reasons when it must not go ahead",
               ["gate", "--matrix", str(path)])
     _register("ci", "write the GitHub Actions and Buildkite pipelines "
               "(-- --check: exit 1 when they are stale against matrix.yaml)",
               ["ci", "--matrix", str(path)])
     return matrix
-
-
-def _report_out() -> list[str]:
-    """``--out`` from COMPATMATRIX_REPORTS, so a run elsewhere never rewrites reports/."""
-    out = os.environ.get("COMPATMATRIX_REPORTS")
-    return ["--out", out] if out else []
 
 
 def _register(name: str, doc: str, *commands: list[str]) -> None:

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <string>
 
+#include "../rotary_shape.h"
+
 // COMPAT_KERNELS_HAVE_AVX2 is defined by setup.py when it compiles
 // kernels_avx2.cpp (x86-64 only).
 
@@ -27,15 +29,7 @@
 
 namespace compat_kernels::cpu {
 
-struct RotaryShape {
-  int64_t num_tokens;
-  int64_t query_width; // num_heads * head_size
-  int64_t key_width; // num_kv_heads * head_size
-  int64_t head_size;
-  int64_t rot_dim;
-  int64_t max_position;
-  bool is_neox;
-};
+using compat_kernels::RotaryShape;
 
 // All tensors are dense row-major; `rows` x `n` is the [..., n] view of x.
 template <typename T>

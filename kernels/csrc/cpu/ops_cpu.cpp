@@ -2,14 +2,13 @@
 // then run the kernel table for the tensor dtype and this CPU's ISA.
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <tuple>
 #include <vector>
 
 #include "../checks.h"
+#include "../functional.h"
 #include "kernels.h"
 
 namespace compat_kernels::cpu {
@@ -33,10 +32,6 @@ at::Tensor& rms_norm_out(
   return out;
 }
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor out = at::empty_like(x);
-  return rms_norm_out(x, weight, eps, out);
-}
 
 std::tuple<at::Tensor&, at::Tensor&> fused_add_rms_norm_out(
     const at::Tensor& x,
@@ -58,16 +53,6 @@ std::tuple<at::Tensor&, at::Tensor&> fused_add_rms_norm_out(
   return {out, sum};
 }
 
-std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(
-    const at::Tensor& x,
-    const at::Tensor& residual,
-    const at::Tensor& weight,
-    double eps) {
-  at::Tensor out = at::empty_like(x);
-  at::Tensor sum = at::empty_like(x);
-  fused_add_rms_norm_out(x, residual, weight, eps, out, sum);
-  return {out, sum};
-}
 
 at::Tensor& silu_and_mul_out(const at::Tensor& x, at::Tensor& out) {
   check_silu_and_mul(x);
@@ -80,11 +65,6 @@ at::Tensor& silu_and_mul_out(const at::Tensor& x, at::Tensor& out) {
   return out;
 }
 
-at::Tensor silu_and_mul(const at::Tensor& x) {
-  check_silu_and_mul(x);
-  at::Tensor out = at::empty(silu_and_mul_shape(x), x.options());
-  return silu_and_mul_out(x, out);
-}
 
 std::tuple<at::Tensor&, at::Tensor&> rotary_embedding_out(
     const at::Tensor& positions,
@@ -102,15 +82,8 @@ std::tuple<at::Tensor&, at::Tensor&> rotary_embedding_out(
   if (num_tokens == 0) {
     return {query_out, key_out};
   }
-  const RotaryShape shape{
-      num_tokens,
-      query.numel() / num_tokens,
-      key.numel() / num_tokens,
-      head_size,
-      cos_sin_cache.size(1),
-      cos_sin_cache.size(0),
-      is_neox,
-  };
+  const RotaryShape shape =
+      rotary_shape(positions, query, key, cos_sin_cache, head_size, is_neox);
   COMPAT_KERNELS_DISPATCH_FLOATING(query.scalar_type(), "compat_kernels::rotary_embedding", [&] {
     kernels<scalar_t>().rotary_embedding(
         positions.const_data_ptr<int64_t>(), query.const_data_ptr<scalar_t>(),
@@ -121,32 +94,21 @@ std::tuple<at::Tensor&, at::Tensor&> rotary_embedding_out(
   return {query_out, key_out};
 }
 
-std::tuple<at::Tensor, at::Tensor> rotary_embedding(
-    const at::Tensor& positions,
-    const at::Tensor& query,
-    const at::Tensor& key,
-    const at::Tensor& cos_sin_cache,
-    int64_t head_size,
-    bool is_neox) {
-  at::Tensor query_out = at::empty_like(query);
-  at::Tensor key_out = at::empty_like(key);
-  rotary_embedding_out(
-      positions, query, key, cos_sin_cache, head_size, is_neox, query_out, key_out);
-  return {query_out, key_out};
-}
 
 } // namespace
 } // namespace compat_kernels::cpu
 
 TORCH_LIBRARY_IMPL(compat_kernels, CPU, m) {
-  m.impl("rms_norm", &compat_kernels::cpu::rms_norm);
-  m.impl("fused_add_rms_norm", &compat_kernels::cpu::fused_add_rms_norm);
-  m.impl("silu_and_mul", &compat_kernels::cpu::silu_and_mul);
-  m.impl("rotary_embedding", &compat_kernels::cpu::rotary_embedding);
-  m.impl("rms_norm.out", &compat_kernels::cpu::rms_norm_out);
-  m.impl("fused_add_rms_norm.out", &compat_kernels::cpu::fused_add_rms_norm_out);
-  m.impl("silu_and_mul.out", &compat_kernels::cpu::silu_and_mul_out);
-  m.impl("rotary_embedding.out", &compat_kernels::cpu::rotary_embedding_out);
+  namespace fn = compat_kernels::functional;
+  using namespace compat_kernels::cpu;
+  m.impl("rms_norm", &fn::rms_norm<&rms_norm_out>);
+  m.impl("fused_add_rms_norm", &fn::fused_add_rms_norm<&fused_add_rms_norm_out>);
+  m.impl("silu_and_mul", &fn::silu_and_mul<&silu_and_mul_out>);
+  m.impl("rotary_embedding", &fn::rotary_embedding<&rotary_embedding_out>);
+  m.impl("rms_norm.out", &rms_norm_out);
+  m.impl("fused_add_rms_norm.out", &fused_add_rms_norm_out);
+  m.impl("silu_and_mul.out", &silu_and_mul_out);
+  m.impl("rotary_embedding.out", &rotary_embedding_out);
 }
 
 // Introspection, not a tensor op: which ISA build the CPU kernels run with.

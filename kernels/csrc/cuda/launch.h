@@ -10,19 +10,13 @@
 
 #include <cstdint>
 
+#include "../rotary_shape.h"
+
 namespace compat_kernels::cuda {
 
 enum class DType { kFloat32, kBFloat16, kFloat16 };
 
-struct RotaryShape {
-  int64_t num_tokens;
-  int64_t query_width; // num_heads * head_size
-  int64_t key_width; // num_kv_heads * head_size
-  int64_t head_size;
-  int64_t rot_dim;
-  int64_t max_position;
-  bool is_neox;
-};
+using compat_kernels::RotaryShape;
 
 // Each returns the launch's error (cudaSuccess when it was queued).
 cudaError_t launch_rms_norm(

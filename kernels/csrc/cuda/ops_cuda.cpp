@@ -4,8 +4,6 @@
 // stream of the inputs' device.
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -15,6 +13,7 @@
 #include <tuple>
 
 #include "../checks.h"
+#include "../functional.h"
 #include "launch.h"
 
 namespace compat_kernels::cuda {
@@ -69,10 +68,6 @@ at::Tensor& rms_norm_out(
   return out;
 }
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  at::Tensor out = at::empty_like(x);
-  return rms_norm_out(x, weight, eps, out);
-}
 
 std::tuple<at::Tensor&, at::Tensor&> fused_add_rms_norm_out(
     const at::Tensor& x,
@@ -97,16 +92,6 @@ std::tuple<at::Tensor&, at::Tensor&> fused_add_rms_norm_out(
   return {out, sum};
 }
 
-std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm(
-    const at::Tensor& x,
-    const at::Tensor& residual,
-    const at::Tensor& weight,
-    double eps) {
-  at::Tensor out = at::empty_like(x);
-  at::Tensor sum = at::empty_like(x);
-  fused_add_rms_norm_out(x, residual, weight, eps, out, sum);
-  return {out, sum};
-}
 
 at::Tensor& silu_and_mul_out(const at::Tensor& x, at::Tensor& out) {
   constexpr const char* op = "silu_and_mul";
@@ -123,11 +108,6 @@ at::Tensor& silu_and_mul_out(const at::Tensor& x, at::Tensor& out) {
   return out;
 }
 
-at::Tensor silu_and_mul(const at::Tensor& x) {
-  check_silu_and_mul(x);
-  at::Tensor out = at::empty(silu_and_mul_shape(x), x.options());
-  return silu_and_mul_out(x, out);
-}
 
 std::tuple<at::Tensor&, at::Tensor&> rotary_embedding_out(
     const at::Tensor& positions,
@@ -152,15 +132,8 @@ std::tuple<at::Tensor&, at::Tensor&> rotary_embedding_out(
   if (num_tokens == 0) {
     return {query_out, key_out};
   }
-  const RotaryShape shape{
-      num_tokens,
-      query.numel() / num_tokens,
-      key.numel() / num_tokens,
-      head_size,
-      cos_sin_cache.size(1),
-      cos_sin_cache.size(0),
-      is_neox,
-  };
+  const RotaryShape shape =
+      rotary_shape(positions, query, key, cos_sin_cache, head_size, is_neox);
   const c10::cuda::CUDAGuard guard(query.device());
   check_launched(op, launch_rotary_embedding(
       dtype_of(query), positions.const_data_ptr<int64_t>(), query.const_data_ptr(),
@@ -169,30 +142,19 @@ std::tuple<at::Tensor&, at::Tensor&> rotary_embedding_out(
   return {query_out, key_out};
 }
 
-std::tuple<at::Tensor, at::Tensor> rotary_embedding(
-    const at::Tensor& positions,
-    const at::Tensor& query,
-    const at::Tensor& key,
-    const at::Tensor& cos_sin_cache,
-    int64_t head_size,
-    bool is_neox) {
-  at::Tensor query_out = at::empty_like(query);
-  at::Tensor key_out = at::empty_like(key);
-  rotary_embedding_out(
-      positions, query, key, cos_sin_cache, head_size, is_neox, query_out, key_out);
-  return {query_out, key_out};
-}
 
 } // namespace
 } // namespace compat_kernels::cuda
 
 TORCH_LIBRARY_IMPL(compat_kernels, CUDA, m) {
-  m.impl("rms_norm", &compat_kernels::cuda::rms_norm);
-  m.impl("fused_add_rms_norm", &compat_kernels::cuda::fused_add_rms_norm);
-  m.impl("silu_and_mul", &compat_kernels::cuda::silu_and_mul);
-  m.impl("rotary_embedding", &compat_kernels::cuda::rotary_embedding);
-  m.impl("rms_norm.out", &compat_kernels::cuda::rms_norm_out);
-  m.impl("fused_add_rms_norm.out", &compat_kernels::cuda::fused_add_rms_norm_out);
-  m.impl("silu_and_mul.out", &compat_kernels::cuda::silu_and_mul_out);
-  m.impl("rotary_embedding.out", &compat_kernels::cuda::rotary_embedding_out);
+  namespace fn = compat_kernels::functional;
+  using namespace compat_kernels::cuda;
+  m.impl("rms_norm", &fn::rms_norm<&rms_norm_out>);
+  m.impl("fused_add_rms_norm", &fn::fused_add_rms_norm<&fused_add_rms_norm_out>);
+  m.impl("silu_and_mul", &fn::silu_and_mul<&silu_and_mul_out>);
+  m.impl("rotary_embedding", &fn::rotary_embedding<&rotary_embedding_out>);
+  m.impl("rms_norm.out", &rms_norm_out);
+  m.impl("fused_add_rms_norm.out", &fused_add_rms_norm_out);
+  m.impl("silu_and_mul.out", &silu_and_mul_out);
+  m.impl("rotary_embedding.out", &rotary_embedding_out);
 }
