@@ -1,3 +1,15 @@
+# /// script
+# # What this file imports to list and run its sessions: nox installs it into
+# # .nox/_nox_script_mode when the running Python lacks it (nox >= 2025.2.9).
+# dependencies = [
+#     "nox>=2025.2.9,<2027",
+#     "packaging>=23,<27",
+#     "pyyaml>=6,<7",
+#     "junitparser>=3,<6",
+#     "uv>=0.4,<1",
+#     "tomli>=1.1,<3; python_version < '3.11'",
+# ]
+# ///
 """Sessions of this repository. Thin: every piece of logic lives in the compatmatrix package.
 
     nox -l                      all sessions: one per cell of matrix.yaml, plus the ones below
@@ -18,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))  # this repository's compatmatrix, not an 
 
 import compatmatrix.noxsupport as cm  # noqa: E402
 
-nox.needs_version = ">=2024.4.15"
+nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint"]
 

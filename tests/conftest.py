@@ -9,10 +9,18 @@ import pytest
 WriteMatrix = Callable[[str], Path]
 
 
+def make_package(folder: Path) -> Path:
+    """A minimal package under test: a folder with a static pyproject.toml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pyproject.toml").write_text(
+        f'[project]\nname = "{folder.name}"\nversion = "1.0"\n', encoding="utf-8")
+    return folder
+
+
 @pytest.fixture
 def write_matrix(tmp_path: Path) -> WriteMatrix:
-    """Write a matrix.yaml (dedented) next to an empty project folder ``pkg``."""
-    (tmp_path / "pkg").mkdir(exist_ok=True)
+    """Write a matrix.yaml (dedented) next to a project folder ``pkg`` (a pyproject.toml)."""
+    make_package(tmp_path / "pkg")
 
     def write(text: str) -> Path:
         path = tmp_path / "matrix.yaml"

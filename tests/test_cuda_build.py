@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,8 @@ from compatmatrix.errors import SpecError
 from compatmatrix.identity import _preinstalled_problem, _version_problem
 from compatmatrix.interpreters import InterpreterFinder
 from compatmatrix.plan import plan_cells
-from compatmatrix.project import ProjectMeta
 from compatmatrix.resolve import Sources, cell_requirements, resolve_cell
+from compatmatrix.sources import digest_files
 from compatmatrix.spec import DEFAULT_CUDA_ARCHS, PREINSTALLED, load_matrix
 from compatmatrix.toolchain import (
     NVCC_ENV,
@@ -321,9 +321,7 @@ def test_preinstalled_is_for_torch_only(write_matrix: WriteMatrix) -> None:
 
 def test_preinstalled_torch_is_not_resolved(write_matrix: WriteMatrix, tmp_path: Path) -> None:
     matrix = load_matrix(write_matrix(MINIMAL + "  torch: [preinstalled]\n  cuda: [cu130]\n"))
-    meta = ProjectMeta(name="pkg", dependencies=("numpy",), dynamic_dependencies=False,
-                       extras=(), build_requires=())
-    reqs = cell_requirements(matrix, plan_cells(matrix)[0], meta, None)
+    reqs = cell_requirements(matrix, plan_cells(matrix)[0], ["numpy"], None)
     assert not any(r.startswith("torch") for r in reqs)
     calls = tmp_path / "calls"
     uv = fake_uv(tmp_path / "uv", calls, {})
@@ -377,9 +375,10 @@ def test_torch_facts_are_read_without_importing_torch(
     assert facts.root == (tmp_path / "torch" if version_py else None)
 
 
-def request(tmp_path: Path, **changes: Any) -> BuildRequest:
+def request(tmp_path: Path, files: Sequence[Path] = (), **changes: Any) -> BuildRequest:
     base = BuildRequest(
-        build_key="abi3-torch2.13.0-cu130", project=tmp_path, exclude=(),
+        build_key="abi3-torch2.13.0-cu130", project=tmp_path, files=tuple(files),
+        source_digest=digest_files(tmp_path, files),
         interpreter=Path(sys.executable), torch_version="2.13.0",
         build_requires=("setuptools", "torch>=2.6"), sources=Sources(None, ()))
     return dataclasses.replace(base, **changes)
@@ -388,12 +387,12 @@ def request(tmp_path: Path, **changes: Any) -> BuildRequest:
 def test_cuda_settings_enter_the_wheel_digest_only_with_cuda_sources(tmp_path: Path) -> None:
     (tmp_path / "a.cpp").write_text("int x;\n")
     cpp = [Path("a.cpp")]
-    assert _digest(request(tmp_path), cpp) == _digest(request(tmp_path, cuda_archs=("8.0",)), cpp)
+    assert _digest(request(tmp_path, cpp)) == _digest(request(tmp_path, cpp, cuda_archs=("8.0",)))
     (tmp_path / "k.cu").write_text("__global__ void k() {}\n")
     cu = [*cpp, Path("k.cu")]
-    assert _digest(request(tmp_path), cu) != _digest(request(tmp_path, cuda_archs=("8.0",)), cu)
-    assert _digest(request(tmp_path), cu) != _digest(
-        request(tmp_path, nvcc=("pypi", "project.nvcc: pypi")), cu)
+    assert _digest(request(tmp_path, cu)) != _digest(request(tmp_path, cu, cuda_archs=("8.0",)))
+    assert _digest(request(tmp_path, cu)) != _digest(
+        request(tmp_path, cu, nvcc=("pypi", "project.nvcc: pypi")))
 
 
 def test_a_preinstalled_torch_is_not_installed_for_the_build(tmp_path: Path) -> None:

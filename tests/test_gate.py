@@ -11,6 +11,8 @@ from compatmatrix.gate import evaluate
 from compatmatrix.report import Report
 from compatmatrix.spec import Gate, Quarantine
 
+from .conftest import make_package
+
 TODAY = dt.date(2026, 11, 21)
 
 
@@ -129,7 +131,7 @@ def gate_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_gate_command_exit_codes_and_reproduction(tmp_path: Path) -> None:
-    (tmp_path / "pkg").mkdir()
+    make_package(tmp_path / "pkg")
     (tmp_path / "matrix.yaml").write_text(
         "version: 1\nproject: {path: pkg, import: pkg}\naxes:\n  python: ['3.11', '3.12']\n"
         "suites:\n  unit: {paths: [t]}\ngate:\n  required: [{python: '3.11'}]\n")

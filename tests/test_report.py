@@ -27,6 +27,8 @@ from compatmatrix.report import (
 from compatmatrix.spec import Matrix, parse_matrix
 from compatmatrix.suites import write_not_run_junit
 
+from .conftest import make_package
+
 MATRIX = """
 version: 1
 project: {path: pkg, import: pkg, abi3: ">=2.6"}
@@ -103,7 +105,7 @@ class WorkDir:
 
     def record(self, cell_id: str, status: str, *, stage: str | None = None, reason: str = "",
                details: tuple[str, ...] = (), suites: dict[str, Any] | None = None,
-               torch: str | None = None) -> None:
+               torch: str | None = None, root: str = "") -> None:
         cell = self.cells[cell_id]
         data = {
             "schema": 1, "cell": cell_id, "axes": cell.to_json()["axes"], "status": status,
@@ -116,7 +118,7 @@ class WorkDir:
             "durations": {"resolve": 1.23456, "build": 31.16},
             "logs": {"resolve": "/elsewhere/logs/resolve.log"},
             "reproduce": f"compatmatrix run --cell {cell_id}", "inputs": "abc",
-            "reused": False,
+            "reused": False, "root": root,
         }
         path = self.root / "results" / f"{cell_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +147,7 @@ class WorkDir:
 
 @pytest.fixture
 def matrix(tmp_path: Path) -> Matrix:
-    (tmp_path / "pkg").mkdir()
+    make_package(tmp_path / "pkg")
     return parse_matrix(textwrap.dedent(MATRIX), tmp_path / "matrix.yaml")
 
 
@@ -651,3 +653,29 @@ def test_html_renders_in_headless_chromium(written: dict[str, str], tmp_path: Pa
     assert png.is_file(), done.stderr[-2000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000  # a drawn page, not a blank one
+
+
+def test_committed_report_shows_paths_relative_to_the_repository(tmp_path: Path,
+                                                                  matrix: Matrix) -> None:
+    work = WorkDir(tmp_path / "work", {cell.id: cell for cell in plan_cells(matrix)})
+    ci_root = "/home/runner/work/proj/proj"  # where the cell ran: another machine
+    skip = (f'<testcase classname="t" name="test_x"><skipped message="no GPU">{ci_root}/'
+            'tests/import/test_import.py:170: no GPU</skipped></testcase>')
+    work.junit(IDENTITY, "import", junit_xml(IDENTITY, skip))
+    work.record(IDENTITY, "failed", stage="identity", root=ci_root,
+                reason=f"tinyext was imported from {ci_root}/tinyext/__init__.py",
+                details=(f"{ci_root}/tinyext/__init__.py: not the venv",),
+                suites={"import": passing_suites()["import"]})
+    report = collect(matrix, [work.root])
+    cell = report.cell(IDENTITY)
+    assert cell is not None
+    assert cell.reason == "tinyext was imported from tinyext/__init__.py"
+    assert cell.details == ("tinyext/__init__.py: not the venv",)
+    # the command is for the repository's root, wherever the record was written
+    assert cell.reproduce == f"compatmatrix run --cell {IDENTITY}"
+    out = tmp_path / "reports"
+    write_report(report, out)
+    for name in ("compatibility.md", "compatibility.json", "compatibility.html", "junit.xml"):
+        text = (out / name).read_text()
+        assert ci_root not in text and str(tmp_path) not in text, name
+    assert "tests/import/test_import.py:170" in (out / "junit.xml").read_text()

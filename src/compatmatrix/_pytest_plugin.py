@@ -20,7 +20,9 @@ import pytest
 
 COLLECTED = "collected.txt"
 PROGRESS = "progress.txt"
+IMPORTED = "imported-"  # + process name + ".txt": where the package under test came from
 _OPTION = "--compatmatrix-state"
+_IMPORT_OPTION = "--compatmatrix-import"
 
 
 def _strip_cwd_from_path() -> None:
@@ -38,6 +40,22 @@ _strip_cwd_from_path()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(_OPTION, default=None, help="folder where compatmatrix records the run")
+    parser.addoption(_IMPORT_OPTION, default=None,
+                     help="import name of the package under test: record where it came from")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Every process (the xdist controller and each worker) says where the package under test
+    # was imported from, if a test imported it: the runner checks it is the cell's venv.
+    config = session.config
+    state, name = config.getoption(_OPTION), config.getoption(_IMPORT_OPTION)
+    module = sys.modules.get(name) if state and name else None
+    if module is None:
+        return
+    where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", [])), "")
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    path = Path(state) / f"{IMPORTED}{worker}.txt"
+    path.write_text(f"{os.path.abspath(where) if where else ''}\n", encoding="utf-8")
 
 
 @pytest.hookimpl(trylast=True)

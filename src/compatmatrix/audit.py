@@ -141,6 +141,7 @@ class _Cell:
     torch_cuda: str | None = None  # the build torch's CUDA version; None: a CPU torch
     gpu_suites: tuple[tuple[str, str], ...] = ()  # (suite, GPU kind it needs)
     expect_gpu_code: bool = False  # CUDA sources were compiled into the wheel
+    compiled_sources: bool = False  # the project has C/C++/CUDA sources
 
 
 @dataclass(frozen=True)
@@ -156,21 +157,23 @@ def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
                 torch_version: str | None, torch_lib_dirs: Sequence[Path] = (),
                 system_libraries: Collection[str] | None = None,
                 torch_cuda: str | None = None, gpu_suites: Mapping[str, str] | None = None,
-                expect_gpu_code: bool = False) -> AuditReport:
+                expect_gpu_code: bool = False, compiled_sources: bool = False) -> AuditReport:
     """Audit ``wheel`` for a cell on ``python``; ``pythons`` are all that will load it.
 
     ``system_libraries`` (file names) replaces the ``ldconfig -p`` lookup, for tests and for
     auditing against a machine other than this one. With a CUDA torch (``torch_cuda``), each
     shared object's GPU code must run on the GPU kind of every suite in ``gpu_suites``
     (suite name -> kind); ``expect_gpu_code`` says CUDA sources were compiled, so a wheel
-    without GPU code is a broken build.
+    without GPU code is a broken build. A wheel with no shared object is a pure Python wheel:
+    none of the checks for compiled code apply, unless the project has compiled sources
+    (``compiled_sources``), which the build then left out.
     """
     cell = _Cell(_py_version(python),
                  tuple(sorted({_py_version(p) for p in (*pythons, python)})), torch_version,
                  _torch_libraries(torch_lib_dirs), bool(torch_lib_dirs),
                  frozenset(system_libraries) if system_libraries is not None
                  else _system_libraries(), torch_cuda,
-                 tuple(sorted((gpu_suites or {}).items())), expect_gpu_code)
+                 tuple(sorted((gpu_suites or {}).items())), expect_gpu_code, compiled_sources)
     try:
         with zipfile.ZipFile(wheel) as archive:
             return _audit(archive, wheel.name, cell)
@@ -186,7 +189,7 @@ def _audit(archive: zipfile.ZipFile, name: str, cell: _Cell) -> AuditReport:
     tags, tag_findings = _wheel_tags(contents)
     extensions = tuple(m for m in contents.members if _is_extension(m))
     shared = tuple(m for m in contents.members if _SHARED_OBJECT.search(m))
-    requirement, torch_findings = _check_torch_requirement(contents, cell)
+    requirement, torch_findings = _check_torch_requirement(contents, cell, compiled=bool(shared))
     findings += tag_findings
     findings += _check_tags(name, tags, cell)
     findings += _check_extensions(name, tags, extensions, shared, cell)
@@ -329,7 +332,7 @@ def _built_for(member: str) -> str:
 def _check_extensions(name: str, tags: frozenset[Tag], extensions: tuple[str, ...],
                       shared: tuple[str, ...], cell: _Cell) -> list[Finding]:
     if not shared:
-        return [_no_extension(name, tags)]
+        return _no_extension(name, tags, cell.compiled_sources)
     modules: dict[str, list[str]] = {}
     for member in extensions:  # Python imports <dir>/<module> from any of its variants
         key = posixpath.join(posixpath.dirname(member), posixpath.basename(member).split(".")[0])
@@ -338,13 +341,19 @@ def _check_extensions(name: str, tags: frozenset[Tag], extensions: tuple[str, ..
     return [f for variants in modules.values() for f in _check_module(variants, abi3, cell)]
 
 
-def _no_extension(name: str, tags: frozenset[Tag]) -> Finding:
+def _no_extension(name: str, tags: frozenset[Tag], compiled_sources: bool) -> list[Finding]:
     specific = sorted(str(t) for t in tags if t.abi != "none" or t.platform != "any")
     if specific:
-        return Finding(ERROR, name, f"the wheel is tagged {', '.join(specific)} but carries no "
-                                    "extension module: the build did not compile the extension")
-    return Finding(WARNING, name, "the wheel carries no extension module (a pure Python wheel): "
-                                  "nothing compiled is being tested")
+        return [Finding(ERROR, name, f"the wheel is tagged {', '.join(specific)} but carries no "
+                                     "extension module: the build did not compile the "
+                                     "extension")]
+    if compiled_sources:
+        return [Finding(ERROR, name, "the wheel carries no extension module, though the project "
+                                     "has C, C++ or CUDA sources: the build left them out (a "
+                                     "setup.py that skips its extension when something is "
+                                     "missing?), and users get a package without its "
+                                     "compiled code")]
+    return []  # a pure Python wheel: nothing compiled to check
 
 
 def _check_module(variants: list[str], abi3: list[str], cell: _Cell) -> list[Finding]:
@@ -499,14 +508,16 @@ def _unresolved(member: str, library: str, elsewhere: list[str], cell: _Cell) ->
 # -- check 3: the torch requirement ---------------------------------------------------------
 
 
-def _check_torch_requirement(contents: _Contents,
-                             cell: _Cell) -> tuple[str | None, list[Finding]]:
+def _check_torch_requirement(contents: _Contents, cell: _Cell,
+                             compiled: bool) -> tuple[str | None, list[Finding]]:
     if contents.metadata is None:
         return None, []  # already reported as missing or unreadable
     file = f"{contents.dist_info}/METADATA"
     lines, findings = _torch_lines(contents.metadata, file, cell.python)
     written = " and ".join(str(line) for line, _ in lines) or None
-    if cell.torch_version is None:
+    if cell.torch_version is None or not compiled:
+        # The torch minor bound is for compiled code, which links torch's C++ ABI; a pure
+        # Python wheel may declare any range (what the matrix measures is its evidence).
         return written, findings
     built = Version(cell.torch_version)
     major, minor = (*built.release, 0)[:2]

@@ -28,14 +28,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from . import _cmd
+from .project import BuildSystem, ProjectMeta, parse_metadata
 from .resolve import Sources, pin_line, uv_source_args
-from .sources import digest_files, source_files
 from .toolchain import AUTO, Toolchain, ToolchainError, compile_env, prepare_toolchain
 from .workdir import WorkDir, write_json_atomic
 
-__all__ = ["DEFAULT_CUDA_ARCHS", "BuildRequest", "BuildResult", "TorchFacts", "build_wheel",
-           "first_error_lines", "read_torch_facts"]
+__all__ = ["DEFAULT_CUDA_ARCHS", "BuildRequest", "BuildResult", "MetadataRequest",
+           "MetadataResult", "TorchFacts", "build_wheel", "first_error_lines",
+           "prepare_metadata", "read_torch_facts"]
 
 BUILD_SETTINGS_VERSION = "2"  # bump when the way we build changes
 DEFAULT_CUDA_ARCHS = ("9.0",)  # H100/H200 machine code
@@ -46,7 +50,8 @@ CUDA_SUFFIXES = (".cu", ".cuh")
 class BuildRequest:
     build_key: str
     project: Path
-    exclude: tuple[Path, ...]          # test folders: never part of the build input
+    files: tuple[Path, ...]          # the build input, relative to project (sources.py)
+    source_digest: str               # their digest, computed once per run
     interpreter: Path
     torch_version: str | None       # exact, from the lock; None when torch is not used
     build_requires: tuple[str, ...]
@@ -94,8 +99,8 @@ class TorchFacts:
 def build_wheel(request: BuildRequest, *, workdir: WorkDir, uv: Sequence[str],
                 env: Mapping[str, str], log: Path, timeout: float) -> BuildResult:
     start = time.monotonic()
-    files = source_files(request.project, request.exclude)
-    digest = _digest(request, files)
+    files = list(request.files)
+    digest = _digest(request)
     out = workdir.wheel_dir(request.build_key, digest)
     build_dir = workdir.build_dir(request.build_key)
     with _locked(workdir.root / "wheels" / request.build_key / ".lock"):
@@ -107,16 +112,16 @@ def build_wheel(request: BuildRequest, *, workdir: WorkDir, uv: Sequence[str],
     return BuildResult(**{**result.__dict__, "duration": time.monotonic() - start})
 
 
-def _digest(request: BuildRequest, files: list[Path]) -> str:
+def _digest(request: BuildRequest) -> str:
     parts: dict[str, Any] = {
-        "source": digest_files(request.project, files),
+        "source": request.source_digest,
         "torch": request.torch_version,
         "build_requires": sorted(request.build_requires),
         "settings": BUILD_SETTINGS_VERSION,
         # non-abi3 keys already name the Python; abi3 wheels do not depend on its patch level
         "python_abi": request.build_key.split("-")[0],
     }
-    if _has_cuda_sources(files):
+    if _has_cuda_sources(request.files):
         parts["cuda"] = {"archs": list(request.cuda_archs), "nvcc": request.nvcc[0]}
     if request.torch_preinstalled:
         # the torch is whatever the interpreter has: a different interpreter, a new build
@@ -211,20 +216,155 @@ def _compile_wheel(request: BuildRequest, files: list[Path], digest: str, out: P
 def _build_env(request: BuildRequest, venv: Path, *, uv: Sequence[str], env: Mapping[str, str],
                log: Path, deadline: float) -> BuildResult | None:
     """Create the build venv with the build requirements; a failed result, or None."""
+    failed = _ensure_env(venv, request.interpreter, _build_requirements(request),
+                         request.sources, request.torch_preinstalled, uv=uv, env=env, log=log,
+                         deadline=deadline)
+    return None if failed is None else _failed("", "could not set up the build environment",
+                                               failed)
+
+
+_ENV_MARKER = ".compatmatrix-env.json"
+
+
+def _ensure_env(venv: Path, interpreter: Path, requirements: Sequence[str], sources: Sources,
+                system_site: bool, *, uv: Sequence[str], env: Mapping[str, str], log: Path,
+                deadline: float) -> _cmd.CommandResult | None:
+    """A venv of ``interpreter`` holding exactly ``requirements``; the failed command, or None.
+
+    A venv made earlier with the same settings (by the metadata step, or a previous build of
+    this key) is kept: recreating it costs seconds per cell for nothing.
+    """
     python = venv / "bin" / "python"
-    create = [*uv, "venv", "--quiet", "--clear", "--python", str(request.interpreter), str(venv)]
-    if request.torch_preinstalled:
+    settings = {"interpreter": str(interpreter), "requirements": list(requirements),
+                "sources": uv_source_args(sources), "system_site": system_site}
+    marker = venv / _ENV_MARKER
+    try:
+        if python.exists() and json.loads(marker.read_text(encoding="utf-8")) == settings:
+            return None
+    except (OSError, ValueError):
+        pass
+    create = [*uv, "venv", "--quiet", "--clear", "--python", str(interpreter), str(venv)]
+    if system_site:
         create.append("--system-site-packages")  # where the interpreter's torch is
     steps = [create]
-    requirements = _build_requirements(request)
     if requirements:
         steps.append([*uv, "pip", "install", "--quiet", "--python", str(python),
-                      *requirements, *uv_source_args(request.sources)])
+                      *requirements, *uv_source_args(sources)])
     for argv in steps:
         result = _cmd.run(argv, log=log, env=env, timeout=_left(deadline))
         if not result.ok:
-            return _failed("", "could not set up the build environment", result)
+            return result
+    write_json_atomic(marker, settings)
     return None
+
+
+# -- the project's metadata, from its build backend -----------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class MetadataRequest:
+    """Ask the build backend for the project's metadata (PEP 517), before anything resolves:
+    what setup.py computes (often from the torch it imports) decides what the cell needs."""
+
+    build_key: str
+    project: Path
+    files: tuple[Path, ...]
+    source_digest: str
+    interpreter: Path
+    build_system: BuildSystem
+    torch_requirement: str | None  # the cell's torch as an axis requirement; None: no torch
+    sources: Sources
+    torch_preinstalled: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataResult:
+    meta: ProjectMeta | None
+    reason: str = ""
+    details: tuple[str, ...] = ()
+    duration: float = 0.0
+    cached: bool = False
+
+
+_PREPARE_METADATA = r"""
+import importlib, json, os, sys, tempfile, zipfile
+backend_name, backend_path, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+sys.path[:0] = [os.path.abspath(p) for p in backend_path]
+module, _, attrs = backend_name.partition(":")
+backend = importlib.import_module(module)
+for attr in filter(None, attrs.split(".")):
+    backend = getattr(backend, attr)
+hook = getattr(backend, "prepare_metadata_for_build_wheel", None)
+if hook is not None:
+    with open(os.path.join(out, hook(out, {}), "METADATA"), encoding="utf-8") as f:
+        text = f.read()
+else:  # optional in PEP 517: build the wheel and read its METADATA
+    wheel = os.path.join(out, backend.build_wheel(out, {}))
+    with zipfile.ZipFile(wheel) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        text = z.read(name).decode("utf-8")
+print("COMPATMATRIX-METADATA " + json.dumps(text))
+"""
+
+
+def prepare_metadata(request: MetadataRequest, *, workdir: WorkDir, uv: Sequence[str],
+                     env: Mapping[str, str], log: Path, timeout: float) -> MetadataResult:
+    """The backend's metadata for the project, cached per build key and inputs."""
+    start = time.monotonic()
+    digest = hashlib.sha256(json.dumps({
+        "source": request.source_digest, "torch": request.torch_requirement,
+        "backend": dataclasses.asdict(request.build_system),
+        "interpreter": str(request.interpreter), "sources": uv_source_args(request.sources),
+        "settings": BUILD_SETTINGS_VERSION}, sort_keys=True).encode()).hexdigest()[:16]
+    cache = workdir.metadata(request.build_key, digest)
+    with _locked(workdir.root / "wheels" / request.build_key / ".lock"):
+        try:
+            meta = ProjectMeta.from_json(json.loads(cache.read_text(encoding="utf-8")))
+            return MetadataResult(meta, duration=time.monotonic() - start, cached=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        result = _prepare_metadata(request, workdir.build_dir(request.build_key), uv=uv,
+                                   env=env, log=log, deadline=time.monotonic() + timeout)
+        if result.meta is not None:
+            write_json_atomic(cache, result.meta.to_json())
+    return dataclasses.replace(result, duration=time.monotonic() - start)
+
+
+def _prepare_metadata(request: MetadataRequest, build_dir: Path, *, uv: Sequence[str],
+                      env: Mapping[str, str], log: Path, deadline: float) -> MetadataResult:
+    backend = request.build_system.backend
+    requirements = [r for r in request.build_system.requires if not _is_torch(r)]
+    if request.torch_requirement is not None:
+        requirements.append(request.torch_requirement)
+    failed = _ensure_env(build_dir / "env", request.interpreter, requirements, request.sources,
+                         request.torch_preinstalled, uv=uv, env=env, log=log, deadline=deadline)
+    if failed is not None:
+        return MetadataResult(None, "could not set up the build environment to read the "
+                              "package's metadata", first_error_lines(failed.output))
+    src = _copy_source(request.project, list(request.files), build_dir / "metadata-src")
+    out = build_dir / "metadata-out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    done = _cmd.run([str(build_dir / "env" / "bin" / "python"), "-c", _PREPARE_METADATA, backend,
+                     json.dumps(list(request.build_system.backend_path)), str(out)],
+                    log=log, cwd=src, env=env, timeout=_left(deadline))
+    text = next((json.loads(line.split(" ", 1)[1]) for line in done.output.splitlines()
+                 if line.startswith("COMPATMATRIX-METADATA ")), None)
+    if not done.ok or not isinstance(text, str):
+        why = "timed out" if done.timed_out else f"exit {done.returncode}"
+        return MetadataResult(None, f"the build backend ({backend}) could not prepare the "
+                              f"package's metadata ({why})", first_error_lines(done.output))
+    try:
+        return MetadataResult(parse_metadata(text, f"the build backend ({backend})"))
+    except ValueError as exc:
+        return MetadataResult(None, f"the build backend ({backend}) prepared metadata that "
+                              f"cannot be read: {exc}")
+
+
+def _is_torch(requirement: str) -> bool:
+    try:
+        return canonicalize_name(Requirement(requirement).name) == "torch"
+    except InvalidRequirement:
+        return False
 
 
 def _toolchain(request: BuildRequest, files: Sequence[Path], facts: TorchFacts, build_dir: Path,
@@ -253,7 +393,7 @@ def _build_info(request: BuildRequest, wheel: Path, torch_version: str | None,
 
 
 def _build_requirements(request: BuildRequest) -> list[str]:
-    reqs = [r for r in request.build_requires if not r.replace(" ", "").startswith("torch")]
+    reqs = [r for r in request.build_requires if not _is_torch(r)]
     if request.torch_version is not None and not request.torch_preinstalled:
         reqs.append(pin_line("torch", request.torch_version))  # exactly the cell's torch
     return reqs

@@ -7,19 +7,23 @@ this cell only; the record is always written, atomically.
 
 from __future__ import annotations
 
-import os
-import shlex
 import threading
 import time
 import traceback
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from .audit import audit_wheel
-from .build import BuildRequest, BuildResult, build_wheel, read_torch_facts
+from .build import (
+    BuildRequest,
+    BuildResult,
+    MetadataRequest,
+    build_wheel,
+    prepare_metadata,
+    read_torch_facts,
+)
 from .env import install_cell_env
 from .gpu import kind_problem
 from .identity import check_identity
@@ -27,9 +31,20 @@ from .indexes import index_url_for
 from .inputs import ProjectDigests, cell_inputs
 from .interpreters import InterpreterFinder
 from .plan import Cell
-from .project import ProjectMeta, read_project
-from .resolve import Resolution, Sources, cell_requirements, choose_sources, resolve_cell
-from .results import CellRecord, Status, read_record
+from .project import ProjectMeta, StaticProject, marker_environment, parse_metadata
+from .resolve import (
+    Resolution,
+    Sources,
+    axis_conflict,
+    cell_extras,
+    cell_requirements,
+    choose_sources,
+    resolve_cell,
+    torch_requirement,
+    unwanted_pins,
+    wheel_requirement_problems,
+)
+from .results import CellRecord, Status, read_record, reproduce_command
 from .spec import NONE, PREINSTALLED, Matrix
 from .suites import SuiteResult, run_suite
 from .toolchain import NVCC_ENV, nvcc_setting
@@ -43,7 +58,7 @@ StageHook = Callable[[str, str], None]  # (cell id, stage) when a stage starts
 class Cancelled(Exception):
     """The run was interrupted: this cell leaves no record, the next run redoes it."""
 
-DEFAULT_TIMEOUTS = {"resolve": 600, "build": 3600, "audit": 300, "install": 1200,
+DEFAULT_TIMEOUTS = {"metadata": 1200, "resolve": 600, "build": 3600, "audit": 300, "install": 1200,
                     "identity": 300, "suite": 1800}
 
 
@@ -54,6 +69,8 @@ class RunContext:
     matrix: Matrix
     cells: tuple[Cell, ...]
     workdir: WorkDir
+    project: StaticProject  # read once; metadata from the build backend comes per build key
+    repo_root: Path  # the repository matrix.yaml is in (or its folder): reports relative to it
     env: Mapping[str, str]
     finder: InterpreterFinder
     uv: tuple[str, ...]
@@ -61,7 +78,6 @@ class RunContext:
     jobs: int
     gpus: tuple[tuple[str, str], ...]
     digests: ProjectDigests
-    reproduce_prefix: str = "compatmatrix run"
     force: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -92,17 +108,9 @@ def run_cell(ctx: RunContext, cell: Cell, on_stage: StageHook | None = None) -> 
 
 def _base_record(ctx: RunContext, cell: Cell) -> CellRecord:
     axes = {name: (None if value == NONE else value) for name, value in cell.axes}
-    matrix_arg = "" if ctx.matrix.path == Path.cwd() / "matrix.yaml" else \
-        f" --matrix {shlex.quote(_relative(ctx.matrix.path))}"
     return CellRecord(cell=cell.id, axes=axes, status=Status.ERROR, build_key=cell.build_key,
-                      reproduce=f"{ctx.reproduce_prefix}{matrix_arg} --cell {cell.id}")
-
-
-def _relative(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+                      reproduce=reproduce_command(ctx.matrix.path, cell.id),
+                      root=str(ctx.repo_root))
 
 
 class _CellRun:
@@ -134,8 +142,8 @@ class _CellRun:
         return self.record
 
     def run(self) -> CellRecord:
-        for step in (self.interpreter, self.resolve, self.reuse, self.build, self.audit,
-                     self.install, self.identity, self.suites):
+        for step in (self.interpreter, self.metadata, self.resolve, self.reuse, self.build,
+                     self.audit, self.install, self.identity, self.suites):
             final = step()
             if final is not None:
                 return final
@@ -148,6 +156,7 @@ class _CellRun:
         if found.path is None:
             return self.end(Status.UNAVAILABLE, "resolve", found.problem)
         self.python = found.path
+        self.environment = marker_environment(found.full_version or f"{self.cell.python}.0")
         self.record = self.record.but(interpreter=f"{found.path} ({found.full_version})")
         return None
 
@@ -182,25 +191,59 @@ class _CellRun:
             found["torch"] = f"{facts.version} {facts.root}"
         return found
 
+    def metadata(self) -> CellRecord | None:
+        """The project's name and requirements: static from pyproject.toml, or from the build
+        backend in this cell's build environment (setup.py imports the cell's torch)."""
+        ctx = self.ctx
+        self.index_url = index_url_for(ctx.matrix.indexes, self.cell.value("cuda"))
+        self.sources: Sources = choose_sources(self.index_url, ctx.find_links)
+        if ctx.project.meta is not None:
+            self.meta: ProjectMeta = ctx.project.meta
+            return None
+        torch = self.cell.value("torch") or NONE
+        request = MetadataRequest(
+            build_key=self.cell.build_key, project=ctx.matrix.project.path,
+            files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
+            interpreter=self.python, build_system=ctx.project.build_system,
+            torch_requirement=None if torch in (NONE, PREINSTALLED) else
+            torch_requirement(torch, self.cell.value("cuda"), self.sources.index_url),
+            sources=self.sources, torch_preinstalled=self.torch_preinstalled)
+        log = self.log("metadata")
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write(f"[compatmatrix] {ctx.project.why_dynamic}: asking the build backend "
+                         f"({ctx.project.build_system.backend})\n")
+        result = prepare_metadata(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
+                                  log=log, timeout=ctx.timeout("metadata"))
+        self.durations["metadata"] = result.duration
+        if result.meta is None:
+            return self.end(Status.FAILED, "metadata", result.reason, result.details)
+        self.meta = result.meta
+        return None
+
     def resolve(self) -> CellRecord | None:
         ctx, log = self.ctx, self.log("resolve")
-        self.meta: ProjectMeta = read_project(ctx.matrix.project.path)
-        variant = self.cell.value("cuda")
-        index_url = index_url_for(ctx.matrix.indexes, variant)
-        self.sources: Sources = choose_sources(index_url, ctx.find_links)
         if self.sources.note:
             with log.open("a", encoding="utf-8") as handle:
                 handle.write(f"[compatmatrix] {self.sources.note}; using find-links only\n")
-        reqs = cell_requirements(ctx.matrix, self.cell, self.meta, index_url)
+        conflict = axis_conflict(ctx.matrix, self.cell, self.meta, self.environment)
+        if conflict is not None:  # a proof from metadata: nothing to ask an index
+            self.record = self.record.but(inputs="")
+            return self.end(Status.INCOMPATIBLE, "resolve", conflict, (conflict,))
+        project_reqs = self.meta.requirements(cell_extras(self.cell), self.environment)
+        reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url)
         result: Resolution = resolve_cell(
             reqs, uv=ctx.uv, interpreter=self.python, sources=self.sources,
             lock=ctx.workdir.lock(self.cell.id), log=log, env=ctx.env,
             timeout=ctx.timeout("resolve"),
             preinstalled=("torch",) if self.torch_preinstalled else ())
         self.durations["resolve"] = result.duration
-        self.record = self.record.but(resolved=result.pins)
+        self.record = self.record.but(resolved=result.pins, requirements=list(reqs))
         if result.status == "ok":
-            return None
+            unwanted = unwanted_pins(ctx.matrix, self.cell, result.pins)
+            if unwanted is None:
+                return None
+            self.record = self.record.but(inputs="")
+            return self.end(Status.INCOMPATIBLE, "resolve", unwanted, (unwanted,))
         self.record = self.record.but(inputs="")  # nothing to compare: resolve again next time
         status = {"incompatible": Status.INCOMPATIBLE,
                   "unavailable": Status.UNAVAILABLE}.get(result.status, Status.FAILED)
@@ -215,9 +258,9 @@ class _CellRun:
         project = ctx.matrix.project
         request = BuildRequest(
             build_key=self.cell.build_key, project=project.path,
-            exclude=tuple(ctx.matrix.root / p for s in ctx.matrix.suites for p in s.paths),
+            files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
             interpreter=self.python, torch_version=torch,
-            build_requires=self.meta.build_requires, sources=self.sources, jobs=ctx.jobs,
+            build_requires=ctx.project.build_requires, sources=self.sources, jobs=ctx.jobs,
             cuda_archs=project.cuda_archs, nvcc=nvcc_setting(project.nvcc, ctx.env),
             torch_preinstalled=self.torch_preinstalled)
         result: BuildResult = build_wheel(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
@@ -232,7 +275,29 @@ class _CellRun:
                 self.record = self.record.but(inputs="")
                 return self.end(Status.UNAVAILABLE, "build", result.reason, result.details)
             return self.end(Status.FAILED, "build", result.reason, result.details)
-        return None
+        return self.check_wheel_metadata()
+
+    def check_wheel_metadata(self) -> CellRecord | None:
+        """What was resolved came from the metadata read before the build; the wheel's own
+        METADATA is the truth. A requirement of the wheel the lock does not satisfy means the
+        build changed the metadata (setup.py reading its environment), and the cell would not
+        test what users get."""
+        assert self.built.wheel is not None
+        try:
+            built = parse_metadata(read_wheel_metadata(self.built.wheel), "the wheel")
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None  # the audit reports an unreadable wheel
+        skip = ("torch",) if self.torch_preinstalled else ()
+        problems = wheel_requirement_problems(
+            built.requirements(cell_extras(self.cell), self.environment),
+            self.record.resolved, self.environment, skip=skip)
+        if not problems:
+            return None
+        return self.end(Status.FAILED, "build", f"the built wheel's metadata differs from what "
+                        f"was resolved: {problems[0]}", (*problems, (
+                            f"the requirements were read from {self.meta.origin} before the "
+                            "build; the build produced others (does setup.py compute them "
+                            "from its environment?)")))
 
     def audit(self) -> CellRecord | None:
         start = time.monotonic()
@@ -241,6 +306,7 @@ class _CellRun:
         pythons = sorted({c.python for c in self.ctx.cells}, key=_version_key)
         suites = self.ctx.matrix.suites
         report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
+                             compiled_sources=self.ctx.digests.has_compiled_sources(),
                              torch_version=self.built.torch_version,
                              torch_lib_dirs=self.built.torch_lib_dirs,
                              torch_cuda=self.built.torch_cuda,
@@ -281,7 +347,8 @@ class _CellRun:
             import_name=matrix.project.import_name,
             build_torch_attr=matrix.project.build_torch_attr,
             wheel_torch=self.built.torch_version, log=self.log("identity"),
-            timeout=self.ctx.timeout("identity"))
+            timeout=self.ctx.timeout("identity"), venv=self.ctx.workdir.env(self.cell.id),
+            cwd=self.ctx.workdir.neutral(self.cell.id))
         self.durations["identity"] = time.monotonic() - start
         self.record = self.record.but(identity=result.to_json(),
                                       built_with_torch=result.built_with_torch,
@@ -306,7 +373,8 @@ class _CellRun:
                 log=self.log(f"suite-{suite.name}"), workers=_workers(suite.workers, ctx.jobs),
                 timeout=float(suite.timeout or ctx.timeout("suite")),
                 gpu_problem=kind_problem(suite.gpu, ctx.gpus) if suite.gpu else None,
-                env=_suite_env(ctx.env))
+                env=_suite_env(ctx.env), venv=ctx.workdir.env(self.cell.id),
+                import_name=ctx.matrix.project.import_name)
             self.durations[f"suite:{suite.name}"] = time.monotonic() - start
             results[suite.name] = outcome.to_json()
             if outcome.status == "failed":
@@ -324,14 +392,19 @@ def _workers(setting: str, jobs: int) -> int:
 
 
 def _suite_env(env: Mapping[str, str]) -> dict[str, str]:
-    # The suites must see only the venv: no PYTHONPATH from the caller, no user site.
+    # The suites must see only the venv: no PYTHONPATH from the caller, no user site, and not
+    # the working directory (the project's root, where a source tree would shadow the wheel;
+    # Python >= 3.11 honours PYTHONSAFEPATH, the pytest plugin does the same for older ones).
     return {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME")} | {
-        "PYTHONNOUSERSITE": "1"}
+        "PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1"}
 
 
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
 
-def package_axes(matrix: Matrix) -> list[str]:
-    return [canonicalize_name(a.name) for a in matrix.axes if a.kind == "package"]
+def read_wheel_metadata(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist()
+                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        return archive.read(name).decode("utf-8")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,13 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from packaging.utils import canonicalize_name
 
-from . import __version__
 from .errors import CompatError
 from .gpu import KNOWN_KINDS
 from .plan import Cell, plan_cells
-from .project import read_project
 from .spec import Matrix, Runner
 from .workdir import write_atomic
 
@@ -220,21 +218,11 @@ def _settings(matrix: Matrix, branch: str, systems: Sequence[str] = SYSTEMS) -> 
                       "maps none for github\n  hint: add ci.runners.cpu.github: [ubuntu-latest]")
     return _Settings(
         matrix_file=_check_word(matrix.path.name, "the matrix file name"),
-        install=_install_target(matrix.root), timeout=matrix.ci.timeout_minutes,
+        install=matrix.ci.install, timeout=matrix.ci.timeout_minutes,
         branch=branch,
         cpu_labels=tuple(_check_word(x, "ci.runners.cpu.github label") for x in cpu.github),
         cpu_queue=_check_word(cpu.buildkite, "ci.runners.cpu.buildkite")
         if cpu.buildkite is not None else None)
-
-
-def _install_target(root: Path) -> str:
-    # compatmatrix's own repository installs itself from source; any other project gets
-    # the release that generated its pipelines
-    try:
-        name = read_project(root).name
-    except CompatError:
-        name = ""
-    return "." if canonicalize_name(name) == "compatmatrix" else f"compatmatrix=={__version__}"
 
 
 # --- GitHub Actions ----------------------------------------------------------------------
@@ -392,7 +380,7 @@ def _setup_steps(s: _Settings, *pythons: str,
          "with": {"persist-credentials": persist_credentials}},
         {"name": "set up Python", "uses": _action("setup-python"),
          "with": {"python-version": versions}},  # the last one listed is `python`
-        {"name": "install compatmatrix", "run": f"python -m pip install {s.install}"},
+        {"name": "install compatmatrix", "run": f"python -m pip install {shlex.quote(s.install)}"},
     ]
 
 
@@ -497,7 +485,7 @@ def _helper_step(s: _Settings, label: str, key: str) -> dict[str, Any]:
 def _venv_commands(s: _Settings) -> list[str]:
     # commands run as one script, so the activated venv holds for the ones after
     return [f"python3 -m venv {VENV}", f". {VENV}/bin/activate",
-            f"python -m pip install --quiet {s.install}"]
+            f"python -m pip install --quiet {shlex.quote(s.install)}"]
 
 
 def _download_commands() -> list[str]:

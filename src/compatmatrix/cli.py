@@ -27,11 +27,12 @@ from .interpreters import InterpreterFinder
 from .orchestrate import make_context, run_cells, select_cells
 from .plan import Cell, plan_cells
 from .progress import make_progress
+from .project import read_project
 from .publish import committed_file, current_branch, git_toplevel, publish
 from .report import Report, collect, load_report, write_report
 from .results import CellRecord, Status
 from .spec import NONE, Matrix, load_matrix
-from .workdir import WorkDir
+from .workdir import WorkDir, report_dir, work_dir
 
 __all__ = ["main"]
 
@@ -208,13 +209,11 @@ def _date(text: str) -> dt.date:
 
 
 def _workdir(args: argparse.Namespace, matrix: Matrix) -> Path:
-    given: Path | None = args.workdir
-    return given or Path(os.environ.get("COMPATMATRIX_WORKDIR") or matrix.root / ".compatmatrix")
+    return work_dir(matrix.root, os.environ, args.workdir)
 
 
 def _report_dir(args: argparse.Namespace, matrix: Matrix) -> Path:
-    given: Path | None = args.out
-    return given or Path(os.environ.get("COMPATMATRIX_REPORTS") or matrix.root / "reports")
+    return report_dir(matrix.root, os.environ, args.out)
 
 
 def _sources(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
@@ -341,7 +340,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     workdir = _workdir(args, matrix)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs, force=args.force)
+    ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs, force=args.force,
+                       reports=report_dir(matrix.root, os.environ))
     cells = select_cells(ctx.cells, args.cell, args.select)
     signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job stops like Ctrl-C
     try:
@@ -406,6 +406,10 @@ def _plan_table(matrix: Matrix, cells: list[Cell], finder: InterpreterFinder) ->
     text = format_table(header, rows)
     builds = len({cell.build_key for cell in cells})
     text += f"\n\n{len(cells)} cells, {builds} build keys"
+    project = read_project(matrix.project.path)
+    text += ("\nproject metadata: " + ("pyproject.toml [project]" if project.meta is not None
+             else f"from the build backend ({project.build_system.backend}), once per build "
+                  f"key: {project.why_dynamic}"))
     missing = sorted({cell.python for cell in cells if not finder.find(cell.python).found})
     for version in missing:
         text += f"\nunavailable: Python {version}: {finder.find(version).problem}"

@@ -18,9 +18,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import _cmd
+from ._paths import import_outside
 from .spec import NONE, PREINSTALLED, is_specifier
 
-__all__ = ["IdentityResult", "check_identity", "expected_cuda"]
+__all__ = ["IdentityResult", "check_identity", "expected_cuda", "same_torch"]
 
 _FACTS = r"""
 import importlib.metadata as md, json, os, sys
@@ -45,12 +46,13 @@ print("COMPATMATRIX-FACTS " + json.dumps(facts))
 _IMPORT = r"""
 import importlib, json, sys
 module = importlib.import_module(sys.argv[1])
+where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", [])), None)
 attr = sys.argv[2]
 value = None
 if attr:
     mod_name, _, name = attr.rpartition(".")
     value = getattr(importlib.import_module(mod_name), name)
-print("COMPATMATRIX-IMPORT " + json.dumps({"build_torch": value}))
+print("COMPATMATRIX-IMPORT " + json.dumps({"build_torch": value, "module_file": where}))
 """
 
 
@@ -79,10 +81,14 @@ def expected_cuda(variant: str | None) -> str | None:
 
 def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: Sequence[str],
                    import_name: str, build_torch_attr: str | None,
-                   wheel_torch: str | None, log: Path, timeout: float) -> IdentityResult:
+                   wheel_torch: str | None, log: Path, timeout: float, venv: Path,
+                   cwd: Path) -> IdentityResult:
+    """``cwd`` is an empty folder, and ``-I`` keeps the working directory, PYTHONPATH and the
+    user's site-packages off ``sys.path``: the package must come from ``venv``, never from a
+    source tree next to where compatmatrix was started."""
     names = sorted({canonicalize_name(n) for n in package_axes} | {"torch"})
-    facts_run = _cmd.run([str(python), "-X", "faulthandler", "-c", _FACTS, json.dumps(names)],
-                         log=log, timeout=timeout)
+    facts_run = _cmd.run([str(python), "-I", "-X", "faulthandler", "-c", _FACTS,
+                          json.dumps(names)], log=log, cwd=cwd, timeout=timeout)
     facts = _tagged(facts_run.output, "COMPATMATRIX-FACTS")
     if facts is None:
         return IdentityResult(False, {}, (f"could not inspect the venv: exit "
@@ -90,8 +96,8 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
                               _tail(facts_run.output))
     running = facts.get("torch")
     mismatches = list(_mismatches(facts, cell_axes, package_axes))
-    imported = _cmd.run([str(python), "-X", "faulthandler", "-c", _IMPORT, import_name,
-                         build_torch_attr or ""], log=log, timeout=timeout)
+    imported = _cmd.run([str(python), "-I", "-X", "faulthandler", "-c", _IMPORT, import_name,
+                         build_torch_attr or ""], log=log, cwd=cwd, timeout=timeout)
     data = _tagged(imported.output, "COMPATMATRIX-IMPORT")
     built = wheel_torch
     import_error = ""
@@ -99,11 +105,26 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
         import_error = _import_error(imported)
     else:
         built = data.get("build_torch") or wheel_torch
-        if running and built and built != running:
+        if running and built and not same_torch(str(built), str(running)):
             mismatches.append(f"the extension was built against torch {built} "
                               f"but torch {running} is running")
+        facts["module_file"] = data.get("module_file")
+        outside = import_outside(import_name, data.get("module_file"), venv)
+        if outside:
+            mismatches.append(outside)
     return IdentityResult(not mismatches and not import_error, facts, tuple(mismatches),
                           import_error, built, running)
+
+
+def same_torch(built: str, running: str) -> bool:
+    """The same torch release: ``2.13.0`` and ``2.13.0+cu130`` are (the local label, the
+    variant, is the variant check's to judge); ``2.13.0+cpu`` and ``2.13.0+cu130`` are not."""
+    try:
+        a, b = Version(built), Version(running)
+    except InvalidVersion:
+        return built == running
+    return (Version(a.public) == Version(b.public)
+            and (a.local is None or b.local is None or a.local == b.local))
 
 
 def _mismatches(facts: Mapping[str, Any], axes: Mapping[str, str],
@@ -149,8 +170,7 @@ def _version_problem(name: str, want: str, have: str | None) -> str | None:
     try:
         version = Version(have)
         ok = (SpecifierSet(want).contains(version, prereleases=True) if is_specifier(want)
-              else version.release == Version(want).release
-              and version.public == Version(want).public)
+              else Version(version.public) == Version(Version(want).public))
     except InvalidVersion:
         ok = have == want
     return None if ok else f"{name} is {have}, the cell says {want}"

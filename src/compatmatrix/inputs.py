@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,38 +21,61 @@ from . import __version__
 from .sources import digest_files, source_files
 from .spec import Matrix
 
-__all__ = ["ProjectDigests", "cell_inputs"]
+__all__ = ["COMPILED_SUFFIXES", "ProjectDigests", "cell_inputs"]
+
+COMPILED_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".cu", ".pyx")
 
 
 class ProjectDigests:
-    """Digests of the project's sources and tests, computed once per run (thread-safe)."""
+    """The project's source files and the digests of its sources and tests, each computed
+    once per run (thread-safe): a build key built twice in one run would otherwise see
+    different inputs if something wrote into the project meanwhile.
 
-    def __init__(self, matrix: Matrix) -> None:
+    ``exclude``: what a run writes that may sit inside the project (the work directory, the
+    report files); never build input.
+    """
+
+    def __init__(self, matrix: Matrix, exclude: Sequence[Path] = (),
+                 env: Mapping[str, str] | None = None) -> None:
         self._matrix = matrix
-        self._lock = threading.Lock()
-        self._values: dict[str, str] = {}
+        self._exclude = tuple(exclude)
+        self._env = env
+        self._lock = threading.RLock()  # source() computes files() inside it
+        self._values: dict[str, Any] = {}
 
     def test_paths(self) -> tuple[Path, ...]:
         return tuple(sorted({self._matrix.root / p for s in self._matrix.suites
                              for p in s.paths}))
 
+    def files(self) -> list[Path]:
+        """The build input: the project's files, relative to it, tests and work files out."""
+        files: list[Path] = self._once("files", lambda: source_files(
+            self._matrix.project.path, (*self.test_paths(), *self._exclude), self._env))
+        return files
+
+    def has_compiled_sources(self) -> bool:
+        """C, C++ or CUDA sources: a wheel without an extension module lost them."""
+        return any(f.suffix in COMPILED_SUFFIXES for f in self.files())
+
     def source(self) -> str:
-        return self._once("source", lambda: digest_files(
-            self._matrix.project.path, source_files(self._matrix.project.path,
-                                                    self.test_paths())))
+        digest: str = self._once("source", lambda: digest_files(self._matrix.project.path,
+                                                                self.files()))
+        return digest
 
     def tests(self) -> str:
         def compute() -> str:
             parts = []
             for path in self.test_paths():
                 if path.is_dir():
-                    parts.append(str(path) + ":" + digest_files(path, source_files(path)))
+                    files = source_files(path, self._exclude, self._env)
+                    parts.append(str(path) + ":" + digest_files(path, files))
                 elif path.is_file():
                     parts.append(str(path) + ":" + hashlib.sha256(path.read_bytes()).hexdigest())
             return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-        return self._once("tests", compute)
+        digest: str = self._once("tests", compute)
+        return digest
 
-    def _once(self, name: str, compute: Any) -> str:
+    def _once(self, name: str, compute: Callable[[], Any]) -> Any:
         with self._lock:
             if name not in self._values:
                 self._values[name] = compute()

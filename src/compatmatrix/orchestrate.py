@@ -19,9 +19,10 @@ from .inputs import ProjectDigests
 from .interpreters import InterpreterFinder
 from .plan import Cell, plan_cells
 from .progress import LineProgress, Progress
+from .project import read_project
 from .results import CellRecord, Status
 from .spec import NONE, Matrix
-from .workdir import WorkDir
+from .workdir import REPORT_FILES, WorkDir, report_dir, repository_root
 
 __all__ = ["make_context", "run_cells", "select_cells", "uv_command"]
 
@@ -40,13 +41,22 @@ def uv_command(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def make_context(matrix: Matrix, workdir: Path, env: Mapping[str, str],
-                 jobs: int | None = None, *, force: bool = False) -> RunContext:
+                 jobs: int | None = None, *, force: bool = False,
+                 reports: Path | None = None) -> RunContext:
+    """Everything the cells share, computed once. ``reports``: where the report goes (default
+    as ``compatmatrix report``); like the work directory, never build input."""
+    project = read_project(matrix.project.path)  # a setup mistake stops here, exit 2
+    work = WorkDir(workdir.resolve())
+    work.ensure()
+    reports = (reports or report_dir(matrix.root, env)).resolve()
+    exclude = (work.root, *(reports / name for name in REPORT_FILES))
     return RunContext(
-        matrix=matrix, cells=tuple(plan_cells(matrix)), workdir=WorkDir(workdir.resolve()),
+        matrix=matrix, cells=tuple(plan_cells(matrix)), workdir=work, project=project,
+        repo_root=repository_root(matrix.root),
         env=dict(env), finder=InterpreterFinder(env, dict(matrix.interpreters)),
         uv=uv_command(env), find_links=tuple(expand_find_links(matrix.indexes, env)),
         jobs=jobs or os.cpu_count() or 1, gpus=gpu_capabilities(env),
-        digests=ProjectDigests(matrix), force=force)
+        digests=ProjectDigests(matrix, exclude, env), force=force)
 
 
 def select_cells(cells: Sequence[Cell], ids: Sequence[str] = (),
@@ -139,7 +149,7 @@ class _Scheduler:
         holding = [True]
 
         def on_stage(cell_id: str, stage: str) -> None:
-            if holding[0] and stage not in ("resolve", "build"):
+            if holding[0] and stage not in ("metadata", "resolve", "build"):
                 self._release(cell.build_key, holding)  # the wheel exists: others may reuse it
             self.progress.stage(cell_id, stage)
 

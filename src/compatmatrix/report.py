@@ -22,9 +22,9 @@ from packaging.version import InvalidVersion, Version
 from ._junit_merge import JUnitEvidence, MergeEntry, inspect_junit, merge_junit, merged_text
 from .errors import CompatError, UsageError
 from .plan import Cell, plan_cells
-from .results import CellRecord, Status, read_record
+from .results import CellRecord, Status, read_record, reproduce_command
 from .spec import NONE, Matrix
-from .workdir import write_atomic
+from .workdir import repository_root, write_atomic
 
 __all__ = [
     "MARKS",
@@ -115,6 +115,9 @@ class CellReport:
     wheel_reused: bool
     built_with_torch: str | None
     running_torch: str | None
+    # The repository root of the machine that ran the cell: its paths are shown relative to
+    # it, in junit.xml too. Never serialised (a path on that machine).
+    root: str = field(default="", compare=False, repr=False)
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -196,11 +199,13 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
     roots = [root for source in sources for root in _workdirs(source)]
     found, unreadable = _records(roots)
     cells = []
+    base = repository_root(matrix.root)
     for cell in plan_cells(matrix):
+        reproduce = reproduce_command(matrix.path, cell.id, base)
         if cell.id in found:
-            cells.append(_cell_report(matrix, cell, found[cell.id]))
+            cells.append(_cell_report(matrix, cell, found[cell.id], reproduce))
         else:
-            cells.append(_missing_cell(cell, unreadable.get(cell.id)))
+            cells.append(_missing_cell(cell, unreadable.get(cell.id), reproduce))
     return Report(REPORT_SCHEMA, commit, tuple(axis.name for axis in matrix.axes),
                   tuple(sorted(cells, key=lambda c: c.id)))
 
@@ -231,20 +236,22 @@ def _axes(cell: Cell) -> dict[str, str | None]:
     return {name: (None if value == NONE else value) for name, value in cell.axes}
 
 
-def _missing_cell(cell: Cell, why: str | None) -> CellReport:
+def _missing_cell(cell: Cell, why: str | None, reproduce: str) -> CellReport:
     return CellReport(
         id=cell.id, axes=_axes(cell), status=MISSING, stage=None,
         reason=why or "no record: the cell has not run", details=(),
-        reproduce=f"compatmatrix run --cell {cell.id}", build_key=cell.build_key, resolved={},
+        reproduce=reproduce, build_key=cell.build_key, resolved={},
         suites=(), durations={}, wheel_reused=False, built_with_torch=None,
         running_torch=None)
 
 
-def _cell_report(matrix: Matrix, cell: Cell, found: _Found) -> CellReport:
+def _cell_report(matrix: Matrix, cell: Cell, found: _Found, reproduce: str) -> CellReport:
     record = found.record
     return CellReport(
         id=cell.id, axes=_axes(cell), status=record.status.value, stage=record.stage,
-        reason=record.reason, details=record.details, reproduce=record.reproduce,
+        reason=scrub_paths(record.reason, record.root),
+        details=tuple(scrub_paths(line, record.root) for line in record.details),
+        reproduce=reproduce, root=record.root,
         build_key=record.build_key or cell.build_key,
         resolved=dict(sorted(record.resolved.items())),
         suites=_suites(matrix, record, _junit_files(cell.id, found.root)),
@@ -517,7 +524,8 @@ def write_report(report: Report, out: Path) -> list[Path]:
         "compatibility.json": json.dumps(report.to_json(), indent=2, sort_keys=True,
                                          ensure_ascii=False) + "\n",
         "compatibility.html": _report_html.render(report),
-        "junit.xml": merged_text(merge_junit(junit_entries(report))),
+        "junit.xml": _scrub_all(merged_text(merge_junit(junit_entries(report))),
+                                {cell.root for cell in report.cells}),
     }
     changed = []
     for name in REPORT_FILES:
@@ -527,6 +535,23 @@ def write_report(report: Report, out: Path) -> list[Path]:
         write_atomic(path, texts[name])
         changed.append(path)
     return changed
+
+
+def scrub_paths(text: str, root: str) -> str:
+    """``text`` with the run's repository root (and home folder) taken out of its paths: a
+    committed report shows paths relative to the repository, never a machine's."""
+    if root and root != "/":
+        text = text.replace(root.rstrip("/") + "/", "").replace(root.rstrip("/"), ".")
+    home = str(Path.home())
+    if home not in ("", "/"):
+        text = text.replace(home.rstrip("/") + "/", "~/")
+    return text
+
+
+def _scrub_all(text: str, roots: Iterable[str]) -> str:
+    for root in sorted(roots, key=len, reverse=True):  # the longest (most specific) first
+        text = scrub_paths(text, root)
+    return scrub_paths(text, "")
 
 
 def _same_bytes(path: Path, text: str) -> bool:

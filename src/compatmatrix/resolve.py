@@ -26,11 +26,16 @@ from .spec import NONE, PREINSTALLED, Matrix, is_specifier, package_requirement
 __all__ = [
     "Resolution",
     "Sources",
+    "axis_conflict",
+    "cell_extras",
     "cell_requirements",
+    "involves_missing",
     "pin_line",
     "resolve_cell",
     "torch_requirement",
+    "unwanted_pins",
     "uv_source_args",
+    "wheel_requirement_problems",
 ]
 
 UNSATISFIABLE = ("No solution found", "requirements are unsatisfiable")
@@ -78,13 +83,11 @@ def pin_line(name: str, version: str) -> str:
     return f"{name}=={version}"
 
 
-def cell_requirements(matrix: Matrix, cell: Cell, meta: ProjectMeta,
+def cell_requirements(matrix: Matrix, cell: Cell, project_requirements: Sequence[str],
                       index_url: str | None) -> list[str]:
-    reqs = list(meta.dependencies) if not meta.dynamic_dependencies else []
-    extras = cell.value("extras")
-    if extras and extras != NONE:
-        for extra in extras.split("+"):
-            reqs += meta.extra(extra)
+    """What the cell resolves: the project's requirements (with the extras in play, from
+    :meth:`ProjectMeta.requirements`), every package axis pinned, and the test requirements."""
+    reqs = list(project_requirements)
     for axis in matrix.axes:
         value = cell.value(axis.name) or NONE
         if axis.kind != "package" or value == NONE:
@@ -96,6 +99,60 @@ def cell_requirements(matrix: Matrix, cell: Cell, meta: ProjectMeta,
             reqs.append(package_requirement(axis.name, value) or axis.name)
     reqs += matrix.project.test_requires
     return reqs
+
+
+def cell_extras(cell: Cell) -> tuple[str, ...]:
+    value = cell.value("extras")
+    return () if value in (None, NONE) else tuple(value.split("+"))
+
+
+def axis_conflict(matrix: Matrix, cell: Cell, meta: ProjectMeta,
+                  environment: Mapping[str, str]) -> str | None:
+    """Why the project's own requirements cannot hold in this cell, decided before resolving.
+
+    A requirement (of the package, or of an extra in play) on a package whose axis says
+    ``none``, or an exact version it excludes, is a proof from metadata: the cell is
+    incompatible without asking an index (and without downloading, say, vLLM).
+    """
+    axes = {canonicalize_name(a.name): a.name for a in matrix.axes if a.kind == "package"}
+    for extra, text in _requirements_by_origin(meta, cell_extras(cell), environment):
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name not in axes or (req.marker is not None
+                                and not req.marker.evaluate(dict(environment))):
+            continue
+        axis = axes[name]
+        value = cell.value(axis) or NONE
+        who = f"extra {extra!r} requires" if extra else f"{meta.name} requires"
+        bare = f"{req.name}{req.specifier}" if req.specifier else req.name
+        if value == NONE:
+            return f"{who} {bare}, the cell says {axis}: none"
+        if value == PREINSTALLED or is_specifier(value) or req.url:
+            continue
+        if not req.specifier.contains(Version(value), prereleases=True):
+            return f"{who} {bare}, the cell says {axis} {value}"
+    return None
+
+
+def _requirements_by_origin(meta: ProjectMeta, extras: Sequence[str],
+                            environment: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(extra or "", requirement without its extra marker) for the package and each extra."""
+    base = set(meta.requirements((), environment))
+    found = [("", text) for text in sorted(base)]
+    for extra in extras:
+        found += [(extra, text) for text in meta.requirements((extra,), environment)
+                  if text not in base]
+    return found
+
+
+def unwanted_pins(matrix: Matrix, cell: Cell, pins: Mapping[str, str]) -> str | None:
+    """A package the cell says is not installed (``none``) that the resolution brought in."""
+    for axis in matrix.axes:
+        name = canonicalize_name(axis.name)
+        if axis.kind == "package" and (cell.value(axis.name) or NONE) == NONE and name in pins:
+            return (f"the requirements bring in {axis.name} {pins[name]} (through another "
+                    f"package), but the cell says {axis.name}: none")
+    return None
 
 
 def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
@@ -125,17 +182,53 @@ def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
     return Resolution("ok", pins, tuple(reqs), "", sources, result.duration)
 
 
+def wheel_requirement_problems(requirements: Sequence[str], pins: Mapping[str, str],
+                               environment: Mapping[str, str],
+                               skip: Sequence[str] = ()) -> list[str]:
+    """Requirements (of the built wheel, extras in play) that the resolved pins do not meet."""
+    problems = []
+    for text in requirements:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name in skip or req.url or (req.marker is not None
+                                       and not req.marker.evaluate(dict(environment))):
+            continue
+        pinned = pins.get(name)
+        if pinned is None:
+            problems.append(f"it requires {text}, which the resolved pins do not include")
+        elif req.specifier and not req.specifier.contains(Version(pinned), prereleases=True):
+            problems.append(f"it requires {text}, but {req.name} {pinned} was resolved")
+    return problems
+
+
+# In uv's derivation, clauses that say a version or a file is missing here, rather than
+# that two requirements contradict each other.
+_MISSING = ("there is no version of", "there are no versions of", "no versions of",
+            "is available and you require", "was not found in", "not found in the package",
+            "has no wheels", "no wheels with a matching", "only the following versions",
+            "could not be found", "is unavailable")
+
+
 def _failure(output: str, reqs: Sequence[str], sources: Sources,
              duration: float) -> Resolution:
     text = _explanation(output)
     if any(marker in output for marker in UNSATISFIABLE):
-        if sources.note and "torch" in text:
+        if sources.note and involves_missing(text):
+            # the variant's index was skipped: what is missing may be there
             return Resolution("unavailable", {}, tuple(reqs), f"{sources.note}; {text}",
                               sources, duration)
         return Resolution("incompatible", {}, tuple(reqs), text, sources, duration)
     if any(marker in output for marker in NETWORK):
         return Resolution("unavailable", {}, tuple(reqs), text, sources, duration)
     return Resolution("failed", {}, tuple(reqs), text, sources, duration)
+
+
+def involves_missing(explanation: str) -> bool:
+    """Whether uv's derivation rests on versions or files missing from the indexes it asked,
+    not only on the cell's pins and the packages' own requirements (a proof from metadata,
+    which holds offline as online)."""
+    lowered = " ".join(explanation.lower().split())
+    return any(marker in lowered for marker in _MISSING)
 
 
 def _explanation(output: str) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import json
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .workdir import write_json_atomic
 
-__all__ = ["RECORD_SCHEMA", "CellRecord", "Status", "read_record"]
+__all__ = ["RECORD_SCHEMA", "CellRecord", "Status", "read_record", "reproduce_command"]
 
 RECORD_SCHEMA = 1
 
@@ -35,6 +36,7 @@ class CellRecord:
     details: tuple[str, ...] = ()        # first meaningful error lines / resolver explanation
     build_key: str = ""
     interpreter: str | None = None
+    requirements: list[str] = field(default_factory=list)  # what was resolved, as given to uv
     resolved: dict[str, str] = field(default_factory=dict)
     wheel: str | None = None
     wheel_reused: bool = False
@@ -46,6 +48,7 @@ class CellRecord:
     durations: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     reproduce: str = ""
+    root: str = ""                       # the repository root of the run (paths in reports)
     inputs: str = ""                     # digest of everything the result depends on
     reused: bool = False                 # this record was reused from an earlier run
 
@@ -70,6 +73,21 @@ class CellRecord:
 
     def but(self, **changes: Any) -> CellRecord:
         return replace(self, **changes)
+
+
+def reproduce_command(matrix: Path, cell_id: str, base: Path | None = None) -> str:
+    """The one command that reruns a cell. With ``base`` (a repository root) the matrix path
+    is relative to it, for reports read on other machines; else absolute, so that the command
+    works from any directory."""
+    where = matrix
+    if base is not None:
+        try:
+            where = matrix.relative_to(base)
+        except ValueError:
+            where = matrix
+    if str(where) == "matrix.yaml":
+        return f"compatmatrix run --cell {cell_id}"
+    return f"compatmatrix run --matrix {shlex.quote(str(where))} --cell {cell_id}"
 
 
 def read_record(path: Path) -> CellRecord | None:

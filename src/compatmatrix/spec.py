@@ -30,8 +30,10 @@ from ._fields import (
 from ._yaml import YMap, YScalar, YSeq, YValue
 from .errors import Location, SpecError, did_you_mean
 from .gpu import KNOWN_KINDS
+from .project import read_project
 
 __all__ = [
+    "DEFAULT_CI_INSTALL",
     "DEFAULT_CUDA_ARCHS",
     "NONE",
     "PREINSTALLED",
@@ -60,7 +62,7 @@ NVCC_WORDS = ("auto", "pypi")
 SPECIAL_AXES = ("python", "cuda", "extras")
 KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130",
                   "rocm6.3", "rocm6.4")
-STAGES = ("resolve", "build", "audit", "install", "identity", "suite")
+STAGES = ("metadata", "resolve", "build", "audit", "install", "identity", "suite")
 TOP_KEYS = ("version", "project", "axes", "include", "exclude", "indexes", "suites",
             "gate", "ci", "interpreters", "timeouts")
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
@@ -68,6 +70,11 @@ _VARIANT_RE = re.compile(r"^(cpu|cu\d{3,4}|rocm\d+(\.\d+)*)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 DEFAULT_TEST_REQUIRES: tuple[str, ...] = ("pytest>=7", "pytest-xdist>=3")
 _OPERATORS = ("==", "!=", "<=", ">=", "~=", "<", ">", "===")
+# ci.install: the released package, once it is on the index the pipelines use
+DEFAULT_CI_INSTALL = "compatmatrix"
+# What a pip requirement, URL or path may hold and still be one safe shell word once quoted
+# and one plain YAML scalar: no quotes, $, backticks, ;, |, &, newlines.
+_INSTALL_RE = re.compile(r"^[A-Za-z0-9._\-@:/+=<>!~,\[\]# %]+$")
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class CIConfig:
 
     runners: tuple[tuple[str, Runner], ...] = (("cpu", Runner(("ubuntu-latest",), None)),)
     timeout_minutes: int = 90
+    install: str = DEFAULT_CI_INSTALL  # what the pipelines pip-install to get compatmatrix
 
 
 @dataclass(frozen=True)
@@ -228,6 +236,7 @@ def _parse_project(value: YValue, root: Path) -> Project:
         raise SpecError(_get(mapping, "path").at, f"project.path {rel!r} is not a folder",
                         "give the folder that holds the package's pyproject.toml, "
                         "relative to matrix.yaml")
+    read_project(path, at=_get(mapping, "path").at)  # a setup mistake is found by plan too
     import_name = as_scalar_text(_get(mapping, "import"), "project.import")
     abi3_node = mapping.get("abi3")
     attr_node = mapping.get("build_torch_attr")
@@ -577,7 +586,7 @@ def _parse_ci(value: YValue | None) -> CIConfig:
     if value is None:
         return CIConfig()
     mapping = as_map(value, "ci")
-    check_keys(mapping, "ci", ("runners", "timeout_minutes"))
+    check_keys(mapping, "ci", ("runners", "timeout_minutes", "install"))
     runners = dict(CIConfig().runners)
     if (node := mapping.get("runners")) is not None:
         for key, runner_node in as_map(node, "ci.runners").entries:
@@ -592,10 +601,31 @@ def _parse_ci(value: YValue | None) -> CIConfig:
                 if buildkite is not None else None,
             )
     timeout = mapping.get("timeout_minutes")
+    install = mapping.get("install")
     return CIConfig(
         runners=tuple(sorted(runners.items())),
         timeout_minutes=as_int(timeout, "ci.timeout_minutes", minimum=1) if timeout else 90,
+        install=_parse_install(install) if install is not None else DEFAULT_CI_INSTALL,
     )
+
+
+def _parse_install(node: YValue) -> str:
+    """ci.install: a pip requirement (``compatmatrix==0.2``, ``compatmatrix @ git+https://…``)
+    or a local path (``.``); refused here when it could break the generated pipelines."""
+    text = as_scalar_text(node, "ci.install").strip()
+    hint = ("a pip requirement such as 'compatmatrix @ git+https://github.com/ORG/compatmatrix"
+            "@v0.1.0' or 'compatmatrix==0.1.0', or '.' in compatmatrix's own repository")
+    if not text or not _INSTALL_RE.match(text) or text.startswith("-"):
+        raise SpecError(node.at, f"ci.install {text!r} is not safe in a pipeline file "
+                        "(no quotes, $, backticks, ;, |, & or options)", hint)
+    if text.startswith((".", "/")):
+        return text
+    try:
+        Requirement(text)
+    except InvalidRequirement as exc:
+        raise SpecError(node.at, f"ci.install {text!r} is not a pip requirement ({exc})",
+                        hint) from None
+    return text
 
 
 def _parse_interpreters(value: YValue | None) -> tuple[tuple[str, str], ...]:

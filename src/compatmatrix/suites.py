@@ -21,6 +21,7 @@ from pathlib import Path
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped, TestCase, TestSuite
 
 from . import _cmd
+from ._paths import import_outside
 from .spec import Suite
 
 __all__ = [
@@ -41,7 +42,7 @@ PLUGIN_MODULE = "_compatmatrix_pytest"  # a name no project uses, unlike "compat
 _EXIT_MEANINGS = {2: "interrupted, e.g. a collection error", 3: "internal error",
                   4: "usage error"}
 # Written by the plugin; it cannot import this module (compatmatrix is not in the cell).
-_COLLECTED, _PROGRESS = "collected.txt", "progress.txt"
+_COLLECTED, _PROGRESS, _IMPORTED = "collected.txt", "progress.txt", "imported-"
 _LOCATION_LINE = re.compile(r"^\S+:\d+: ([A-Za-z_][\w.]*)$")
 
 
@@ -60,6 +61,7 @@ class SuiteResult:
     log: str
     command: str
     first_errors: tuple[str, ...] = ()
+    imported_from: tuple[str, ...] = ()  # where the package under test was imported from
 
     @property
     def ok(self) -> bool:
@@ -68,6 +70,7 @@ class SuiteResult:
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         data["first_errors"] = list(self.first_errors)
+        data["imported_from"] = list(self.imported_from)
         return data
 
     @classmethod
@@ -80,6 +83,7 @@ class SuiteResult:
             return value if isinstance(value, int) else int(str(value))
 
         errors = data.get("first_errors") or []
+        imported = data.get("imported_from") or []
         junit = data.get("junit")
         return cls(
             name=text("name"), status=text("status"), reason=text("reason"),
@@ -88,6 +92,7 @@ class SuiteResult:
             duration=float(str(data["duration"])), junit=None if junit is None else str(junit),
             log=text("log"), command=text("command"),
             first_errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
+            imported_from=tuple(str(p) for p in imported) if isinstance(imported, list) else (),
         )
 
 
@@ -191,7 +196,7 @@ def _write_atomically(path: Path, xml: JUnitXml) -> None:
 
 
 def pytest_command(suite: Suite, *, python: Path, cell_id: str, root: Path, junit: Path,
-                   state: Path, workers: int) -> list[str]:
+                   state: Path, workers: int, import_name: str | None = None) -> list[str]:
     """The argv of the suite's pytest; run it from ``root`` with the plugin on PYTHONPATH."""
     argv = [str(python), "-m", "pytest", *suite.paths,
             "-o", f"junit_suite_name={cell_id}", f"--junitxml={junit}",
@@ -201,6 +206,8 @@ def pytest_command(suite: Suite, *, python: Path, cell_id: str, root: Path, juni
             # thing under test, not a source tree that happens to sit next to the tests.
             "--import-mode=importlib",
             "-p", PLUGIN_MODULE, f"--compatmatrix-state={state}"]
+    if import_name:
+        argv.append(f"--compatmatrix-import={import_name}")
     if suite.workers != "1" and workers > 1:
         # One replacement per worker: a crashing test does not take the rest of the suite
         # with it, and a systematic crash does not restart workers for minutes.
@@ -210,13 +217,20 @@ def pytest_command(suite: Suite, *, python: Path, cell_id: str, root: Path, juni
 
 def run_suite(suite: Suite, *, python: Path, cell_id: str, root: Path, junit: Path, log: Path,
               workers: int, timeout: float | None, gpu_problem: str | None,
-              env: Mapping[str, str]) -> SuiteResult:
+              env: Mapping[str, str], venv: Path | None = None,
+              import_name: str | None = None) -> SuiteResult:
+    """Run ``suite`` from ``root`` (tests open files relative to it) with the venv's Python.
+
+    With ``venv`` and ``import_name``, every pytest process records where it imported the
+    package under test from, and an import from anywhere but ``venv`` (the source tree next
+    to the tests) fails the suite.
+    """
     # Absolute, since pytest runs in ``root``; a venv's python must not be resolved (the
     # symlink's target is the base interpreter, outside the venv).
     python, root, junit = Path(os.path.abspath(python)), root.resolve(), junit.resolve()
     state = junit.with_name(junit.name + ".state")
     argv = pytest_command(suite, python=python, cell_id=cell_id, root=root, junit=junit,
-                          state=state, workers=workers)
+                          state=state, workers=workers, import_name=import_name)
     pythonpath = os.pathsep.join(filter(None, [str(state / "plugin"), env.get("PYTHONPATH")]))
     command = (f"cd {shlex.quote(str(root))} && PYTHONPATH={shlex.quote(pythonpath)} "
                + shlex.join(argv))
@@ -228,14 +242,30 @@ def run_suite(suite: Suite, *, python: Path, cell_id: str, root: Path, junit: Pa
                     timeout=limit)
     evidence = _gather(done, junit, state)
     status, reason = _verdict(evidence, limit)
+    imported = _imported_from(state)
+    outside = [o for o in (import_outside(import_name, p, venv) for p in imported
+                           if venv is not None and import_name) if o]
+    if outside:
+        status, reason = "failed", "; ".join(filter(None, [outside[0], reason]))
     counts = _counts(evidence)
     return SuiteResult(
         name=suite.name, status=status, reason=reason, collected=evidence.collected_count,
         passed=counts["passed"], failed=counts["failed"], errors=counts["error"],
         skipped=counts["skipped"], duration=done.duration,
         junit=str(junit) if junit.is_file() else None, log=str(log), command=command,
-        first_errors=_first_errors(evidence) if status == "failed" else (),
+        first_errors=(tuple(outside) + _first_errors(evidence))[:MAX_FIRST_ERRORS]
+        if status == "failed" else (),
+        imported_from=imported,
     )
+
+
+def _imported_from(state: Path) -> tuple[str, ...]:
+    found = set()
+    for path in state.glob(f"{_IMPORTED}*.txt"):
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        if text:
+            found.add(text)
+    return tuple(sorted(found))
 
 
 def _not_run(suite: Suite, cell_id: str, junit: Path, log: Path, command: str,

@@ -9,6 +9,9 @@ Layout (default ``.compatmatrix/`` beside matrix.yaml, git-ignored)::
     junit/<cell id>/<suite>.xml       one JUnit file per suite
     locks/<cell id>.txt               the resolved pins
     results/<cell id>.json            the cell's record
+    metadata/<build key>/<digest>.json  metadata the build backend prepared (setup.py projects)
+    cwd/<cell id>/                    an empty folder the cell's identity check runs in
+    .gitignore                        "*": nothing here is ever source
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WorkDir", "write_atomic", "write_json_atomic"]
+from . import _cmd
+
+__all__ = ["REPORT_FILES", "WorkDir", "report_dir", "repository_root", "work_dir", "write_atomic",
+           "write_json_atomic"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,37 @@ class WorkDir:
     def results(self) -> Path:
         return self.root / "results"
 
+    def metadata(self, build_key: str, digest: str) -> Path:
+        return self.root / "metadata" / build_key / f"{digest}.json"
+
+    def neutral(self, cell_id: str) -> Path:
+        """An empty folder to run the cell's Python in: no source tree to import from."""
+        path = self.root / "cwd" / cell_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def ensure(self) -> None:
+        """Create the folder with a ``.gitignore`` of ``*`` (as pytest and ruff do for their
+        caches), so that git never lists what a run writes, wherever the folder is."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        ignore = self.root / ".gitignore"
+        if not ignore.is_file():
+            write_atomic(ignore, "# created by compatmatrix: its work files are never source\n*\n")
+
+
+REPORT_FILES = ("compatibility.md", "compatibility.json", "compatibility.html", "junit.xml")
+
+
+def report_dir(matrix_root: Path, env: Mapping[str, str], given: Path | None = None) -> Path:
+    """Where ``compatmatrix report`` writes: --out, else $COMPATMATRIX_REPORTS, else
+    reports/ beside matrix.yaml."""
+    return given or Path(env.get("COMPATMATRIX_REPORTS") or matrix_root / "reports")
+
+
+def work_dir(matrix_root: Path, env: Mapping[str, str], given: Path | None = None) -> Path:
+    """--workdir, else $COMPATMATRIX_WORKDIR, else .compatmatrix/ beside matrix.yaml."""
+    return given or Path(env.get("COMPATMATRIX_WORKDIR") or matrix_root / ".compatmatrix")
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and rename: never half-written."""
@@ -84,3 +122,11 @@ _UMASK = _read_umask()
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def repository_root(folder: Path) -> Path:
+    """The git checkout ``folder`` is in, or ``folder`` itself: what report paths are
+    relative to."""
+    done = _cmd.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], timeout=30)
+    top = done.output.strip().splitlines()[-1] if done.ok and done.output.strip() else ""
+    return Path(top).resolve() if top else folder.resolve()

@@ -1,0 +1,24 @@
+"""Where a file is, judged by path: shared by the stages that check imports come from the venv."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["import_outside"]
+
+
+def import_outside(import_name: str, module_file: object, venv: Path) -> str | None:
+    """Why the package under test did not come from the cell's ``venv``, or None when it did.
+
+    ``module_file`` is the module's ``__file__`` (or a package path) as the cell's Python saw
+    it; nothing to judge when it is empty (a namespace package without a path).
+    """
+    if not isinstance(module_file, str) or not module_file:
+        return None
+    where = Path(os.path.abspath(module_file))
+    root = Path(os.path.abspath(venv))
+    if root == where or root in where.parents:
+        return None
+    return (f"{import_name} was imported from {where}, not from the cell's venv {root}: a "
+            "source tree (or another installation) shadows the built wheel")
