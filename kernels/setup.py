@@ -119,6 +119,31 @@ def openmp_flags() -> list[str]:
     return ["-fopenmp"] if torch.backends.openmp.is_available() else []
 
 
+def shared_libstdcxx_flags() -> list[str]:
+    """Link flags that make the extension use the process's libstdc++.so.6.
+
+    The extension hands std::string, exceptions and streams back and forth
+    with libc10/libtorch, so it must share their libstdc++. A toolchain that
+    links libstdc++ statically (-static-libstdc++, or a compiler wrapper that
+    adds it: CXX=/opt/gcc/bin/g++ on one Ubuntu 24.04 CUDA image built a _C
+    with no libstdc++.so.6 among its NEEDED libraries and ~2,200 exported
+    std:: symbols of its own) embeds a private copy that the dynamic linker
+    only partly interposes: the facet ids (std::num_put<char>::id,
+    std::numpunct<char>::id) resolve to the libstdc++.so.6 that Python and
+    torch loaded first, while std::locale's statics and
+    ostream::_M_insert<long> stay private. Writing an integer into a stream
+    (any TORCH_CHECK message with a number or a t.sizes()) then looks one
+    copy's facet up with the other's index: a segfault, or a message cut off
+    at the first number. A -lstdc++ of our own, after the objects and before
+    the driver's implicit (possibly -Bstatic) one, resolves every libstdc++
+    symbol from the shared library, so nothing of the archive is linked in;
+    with an ordinary g++ it changes nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return []
+    return ["-Wl,-Bdynamic", "-lstdc++"]
+
+
 class BuildExtensionWithIsaSources(BuildExtension):
     """BuildExtension that also compiles each ISA source with its own flags.
 
@@ -163,7 +188,7 @@ def extension(abi3: bool, cuda: bool) -> Extension:
         depends=rebuild_triggers(),
         define_macros=[("COMPAT_KERNELS_HAVE_AVX2", None)] if isa_sources() else [],
         extra_compile_args=compile_args,
-        extra_link_args=openmp_flags(),
+        extra_link_args=openmp_flags() + shared_libstdcxx_flags(),
         py_limited_api=abi3,
     )
 

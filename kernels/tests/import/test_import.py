@@ -4,9 +4,11 @@ fake impl, and the build matches the running torch."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.metadata
 import importlib.util
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +63,48 @@ def test_extension_is_abi3_shared_object() -> None:
         assert so_name == "_C.abi3.so"
     else:
         assert so_name.startswith("_C.") and so_name.endswith(".so")
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    ]
+
+
+def _defining_file(address: int) -> str:
+    info = _DlInfo()
+    dladdr = ctypes.CDLL(None).dladdr
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    if not dladdr(ctypes.c_void_p(address), ctypes.byref(info)):
+        return "?"
+    fname: bytes | None = info.dli_fname
+    return fname.decode(errors="replace") if fname else "?"
+
+
+def test_extension_shares_the_process_libstdcxx() -> None:
+    """The extension uses the libstdc++.so.6 torch uses, not a static copy.
+
+    A toolchain that links libstdc++ statically gave _C its own std::locale
+    while the facet ids still came from the shared library, and every
+    TORCH_CHECK message that prints a number crashed or was cut short (see
+    shared_libstdcxx_flags in setup.py). Looked up in the extension's own
+    scope, std::locale::classic() must be the shared library's.
+    """
+    if not sys.platform.startswith("linux"):
+        pytest.skip("libstdc++ linkage is checked on Linux only")
+    symbol = "_ZNSt6locale7classicEv"  # std::locale::classic()
+    extension = ctypes.CDLL(str(importlib.import_module("compat_kernels._C").__file__))
+    shared = ctypes.CDLL("libstdc++.so.6")
+    found = ctypes.cast(getattr(extension, symbol), ctypes.c_void_p).value
+    expected = ctypes.cast(getattr(shared, symbol), ctypes.c_void_p).value
+    assert found is not None and expected is not None
+    assert found == expected, (
+        f"std::locale::classic() resolves to {_defining_file(found)} from compat_kernels._C, "
+        f"not to {_defining_file(expected)}: the extension carries its own libstdc++"
+    )
 
 
 @pytest.mark.parametrize("name", compat_kernels.OP_NAMES)

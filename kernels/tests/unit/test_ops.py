@@ -337,6 +337,17 @@ def _block(
     return compat_kernels.rms_norm(hidden, weight), residual, q, k
 
 
+# torch 2.11's torch.jit.script_method warns that it is deprecated each time
+# it is applied, and torch's own torch/utils/mkldnn.py applies it when that
+# module is imported (torch._inductor.compile_fx imports it, through
+# fx_passes.pre_grad and torch.fx.experimental.optimization). Where this
+# compile imports it (seen with torch 2.11.0+cu130 on an H200 image; not with
+# the same torch on a CPU-only machine), filterwarnings=error failed the test
+# on torch's warning about torch's own code. Only that warning, raised in
+# torch.jit._script, is ignored; any other warning still fails the test.
+@pytest.mark.filterwarnings(
+    r"ignore:`torch\.jit\.script_method` is deprecated:DeprecationWarning:torch\.jit\._script"
+)
 def test_torch_compile_fullgraph() -> None:
     if not is_dynamo_supported():
         pytest.skip(f"torch.compile is not supported on Python {sys.version.split()[0]}")
