@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -206,3 +210,106 @@ def test_another_torch_extension_with_its_own_layout(tmp_path: Path) -> None:
     assert_good(record)
     assert record.audit is not None and record.audit["tags"] == ["cp311-cp311-linux_x86_64"]
     assert record.suites["checks"]["passed"] == 2
+
+
+def test_a_conflict_of_pins_is_incompatible_even_with_the_variant_index_unreachable(
+        tmp_path: Path) -> None:
+    from compatmatrix.indexes import pip_config_find_links
+
+    if not any(Path(d).glob("torch-2.13.0+cpu-cp311-*.whl")
+               for d in pip_config_find_links(os.environ)):
+        pytest.skip("no CPU torch 2.13.0 wheel in pip's find-links folders")
+    matrix = make_project(tmp_path, "none", """
+        axes:
+          python: ["3.11"]
+          torch: ["2.13.0"]
+          cuda: [cpu]
+          vllm: ["0.10.1.1"]
+        indexes: {cpu: "http://127.0.0.1:9/simple", find_links: [pip-config]}
+        suites:
+          checks: {paths: [proj/checks]}
+        """)
+    record = run_matrix(matrix, tmp_path / "work")["py3.11-torch2.13.0-cpu-vllm0.10.1.1"]
+    # uv's derivation is made of the cell's pins and vLLM's own requirement: a proof, which
+    # the unreachable CPU index does not weaken
+    assert (record.status, record.stage) == (Status.INCOMPATIBLE, "resolve"), record.details
+    assert "vllm==0.10.1.1 depends on torch==2.7.1" in "\n".join(record.details)
+    assert record.durations["resolve"] < 60
+
+
+PURE_PROJECT = {
+    "proj/pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=64"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "shadowed"
+        version = "1.0"
+        [tool.setuptools]
+        packages = ["shadowed"]
+        """,
+    "proj/shadowed/__init__.py": "VALUE = 1\n",
+    "proj/checks/test_value.py": "import shadowed\n\ndef test_value():\n"
+                                 "    assert shadowed.VALUE == 1\n",
+}
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+
+
+def test_tests_that_import_the_source_tree_fail_naming_both_paths(tmp_path: Path) -> None:
+    # a conftest that puts the source folder first (a common habit): the tests would pass
+    # against the sources, not the wheel, and the cell would prove nothing about what users
+    # install
+    write_tree(tmp_path, {**PURE_PROJECT,
+                          "proj/checks/conftest.py": """
+                              import os, sys
+                              sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+                              """,
+                          "matrix.yaml": """
+                              version: 1
+                              project: {path: proj, import: shadowed}
+                              axes:
+                                python: ["3.11"]
+                              suites:
+                                checks: {paths: [proj/checks]}
+                              """})
+    record = run_matrix(tmp_path / "matrix.yaml", tmp_path / "work")["py3.11"]
+    assert (record.status, record.stage) == (Status.FAILED, "suite:checks")
+    venv = tmp_path / "work" / "envs" / "py3.11"
+    assert str(tmp_path / "proj" / "shadowed" / "__init__.py") in record.reason
+    assert str(venv) in record.reason
+    assert record.identity is not None
+    assert record.identity["facts"]["module_file"].startswith(str(venv))
+
+
+def test_run_from_the_project_root_imports_the_wheel(tmp_path: Path) -> None:
+    write_tree(tmp_path, {name.removeprefix("proj/"): text
+                          for name, text in PURE_PROJECT.items()})
+    write_tree(tmp_path, {"matrix.yaml": """
+        version: 1
+        project: {path: ., import: shadowed}
+        axes:
+          python: ["3.11"]
+        suites:
+          checks: {paths: [checks]}
+        """})
+    done = subprocess.run([sys.executable, "-m", "compatmatrix", "run"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = read_record(tmp_path / ".compatmatrix" / "results" / "py3.11.json")
+    assert record is not None and record.status is Status.PASSED
+    venv = tmp_path / ".compatmatrix" / "envs" / "py3.11"
+    assert record.suites["checks"]["imported_from"] == [
+        str(venv / "lib" / "python3.11" / "site-packages" / "shadowed" / "__init__.py")]
+    # the reproduce command works from anywhere
+    command = shlex.split(record.reproduce)
+    assert command[:2] == ["compatmatrix", "run"]
+    again = subprocess.run([sys.executable, "-m", "compatmatrix", *command[1:]], cwd="/",
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 reused" in again.stdout

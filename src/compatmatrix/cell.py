@@ -302,8 +302,9 @@ class _CellRun:
     def audit(self) -> CellRecord | None:
         start = time.monotonic()
         assert self.built.wheel is not None
-        # every Python the matrix covers: an abi3 wheel claims to load on all of them
-        pythons = sorted({c.python for c in self.ctx.cells}, key=_version_key)
+        # every Python of the cells that share this wheel: an abi3 wheel claims to load on all
+        pythons = sorted({c.python for c in self.ctx.cells
+                          if c.build_key == self.cell.build_key}, key=_version_key)
         suites = self.ctx.matrix.suites
         report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
                              compiled_sources=self.ctx.digests.has_compiled_sources(),

@@ -177,6 +177,20 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true",
                         help="print the report as JSON (sorted keys, sorted findings)")
     doctor.set_defaults(handler=_cmd_doctor)
+
+    init = commands.add_parser(
+        "init", help="write a commented matrix.yaml and noxfile.py for this project",
+        description="Read the project (pyproject.toml, setup.cfg, setup.py; nothing is built "
+                    "or imported) and write a commented matrix.yaml and a noxfile.py into its "
+                    "root: the Pythons installed here that requires-python admits, the newest "
+                    "torch the project admits and the one installed here, a CUDA variant when "
+                    "there are CUDA sources, one suite per test folder. An existing file is "
+                    "never overwritten: what would have been written is printed instead. Exit "
+                    "0 when a file was written or none needed writing, 1 when every file it "
+                    "would write already exists, 2 when the project cannot be read.")
+    init.add_argument("--path", type=Path, default=Path("."), metavar="DIR",
+                      help="the project's root folder (default: the current directory)")
+    init.set_defaults(handler=_cmd_init)
     return parser
 
 
@@ -184,6 +198,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor  # imported on use: no other command needs it
 
     return run_doctor(args.python, args.json, os.environ)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from .init import run_init  # imported on use: no other command needs it
+
+    return run_init(args.path, env=os.environ)
 
 
 def _add_workdir_option(parser: argparse.ArgumentParser) -> None:
