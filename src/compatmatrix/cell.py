@@ -227,8 +227,10 @@ class _CellRun:
                 handle.write(f"[compatmatrix] {self.sources.note}; using find-links only\n")
         conflict = axis_conflict(ctx.matrix, self.cell, self.meta, self.environment)
         if conflict is not None:  # a proof from metadata: nothing to ask an index
-            self.record = self.record.but(inputs="")
-            return self.end(Status.INCOMPATIBLE, "resolve", conflict, (conflict,))
+            # it depends only on the inputs (no index was asked), so it is reused like a
+            # record that got further
+            return self.reuse() or self.end(Status.INCOMPATIBLE, "resolve", conflict,
+                                            (conflict,))
         project_reqs = self.meta.requirements(cell_extras(self.cell), self.environment)
         reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url)
         result: Resolution = resolve_cell(
