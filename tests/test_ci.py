@@ -29,8 +29,8 @@ from compatmatrix.ci import (
     routes,
 )
 from compatmatrix.cli import main
-from compatmatrix.plan import Cell, plan_cells
 from compatmatrix.errors import SpecError
+from compatmatrix.plan import Cell, plan_cells
 from compatmatrix.results import CellRecord, Status
 from compatmatrix.spec import Axis, CIConfig, Runner, load_matrix
 

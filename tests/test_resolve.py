@@ -99,7 +99,7 @@ CONFLICT = """error: No solution found when resolving dependencies
 MISSING = """error: No solution found when resolving dependencies
   cause: Because there is no version of torch==2.13.0+cpu and you require torch==2.13.0+cpu, we can conclude that your requirements are unsatisfiable.
 """  # noqa: E501
-OLDER_UV = """  × No solution found when resolving dependencies:
+OLDER_UV = """  \u00d7 No solution found when resolving dependencies:
   ╰─▶ Because only torch<=2.9.0 is available and you require torch==2.13.0, we can conclude
       that your requirements are unsatisfiable.
 """
