@@ -31,6 +31,8 @@ include:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "pkg").mkdir()
+        (Path(tmp) / "pkg" / "pyproject.toml").write_text(
+            "[project]\nname = \"pkg\"\nversion = \"1\"\n", encoding="utf-8")
         path = Path(tmp) / "matrix.yaml"
         torch = ", ".join(f'"2.{i}.0"' for i in range(30))
         path.write_text(MATRIX.format(torch=torch))

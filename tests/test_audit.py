@@ -21,7 +21,7 @@ import pytest
 from compatmatrix import _cmd
 from compatmatrix._elf import ElfError, read_elf, read_elf_file
 from compatmatrix._fatbin import FATBIN_MAGIC, read_gpu_archs, read_gpu_archs_in
-from compatmatrix.audit import ERROR, WARNING, AuditReport, Finding, audit_wheel
+from compatmatrix.audit import ERROR, NOTE, WARNING, AuditReport, Finding, audit_wheel
 
 ARCH = platform.machine()
 ABI3 = f"cp39-abi3-linux_{ARCH}"
@@ -102,10 +102,12 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> Binaries:
 
 def make_wheel(folder: Path, files: Mapping[str, bytes], *, tag: str = ABI3,
                requires: Sequence[str] = (PIN,), wheel_tags: Sequence[str] | None = None,
-               skip: Sequence[str] = ()) -> Path:
+               skip: Sequence[str] = (), requires_python: str | None = None) -> Path:
     """A wheel as a build backend writes it: files, then WHEEL, METADATA and RECORD."""
     dist_info = "compat_kernels-0.1.0.dist-info"
     metadata = "Metadata-Version: 2.1\nName: compat-kernels\nVersion: 0.1.0\n"
+    if requires_python is not None:
+        metadata += f"Requires-Python: {requires_python}\n"
     metadata += "".join(f"Requires-Dist: {line}\n" for line in requires)
     metadata += "\nA long description that is no header.\nRequires-Dist: not-a-header\n"
     wheel = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\n"
@@ -163,26 +165,49 @@ def test_abi3_wheel_with_a_cpython_312_extension_lists_the_pythons_it_fails_on(
     report = audit(wheel, python="3.12")
     assert not report.ok
     assert report.findings == (Finding(ERROR, EXT_312, (
-        f"{EXT_312} is built for CPython 3.12 only, but the wheel is tagged abi3: it will not "
-        "load on Python 3.10, 3.11")),)
+        f"{EXT_312} is built for CPython 3.12 only, tagged cp39-abi3: will not load on "
+        "3.9, 3.10, 3.11, 3.13, 3.14, which the wheel admits")),)
 
 
-def test_abi3_wheel_with_a_cpython_extension_used_on_that_python_only_is_a_warning(
+def test_abi3_wheel_with_one_cpython_extension_fails_even_in_a_one_python_matrix(
         tmp_path: Path, binaries: Binaries) -> None:
-    report = audit(make_wheel(tmp_path, {EXT_312: binaries.plain}), python="3.12",
-                   pythons=["3.12"])
-    assert report.ok
-    assert [f.severity for f in report.findings] == [WARNING]
-    assert "installers put it on other Pythons" in report.findings[0].message
+    # the way a CI that tests one Python ships an abi3 wheel that breaks every other one
+    ext = "compat_kernels/_C.cpython-311-x86_64-linux-gnu.so"
+    report = audit(make_wheel(tmp_path, {ext: binaries.plain}), python="3.11",
+                   pythons=["3.11"])
+    assert messages(report) == [
+        f"{ext} is built for CPython 3.11 only, tagged cp39-abi3: will not load on "
+        "3.9, 3.10, 3.12, 3.13, 3.14, which the wheel admits"]
 
 
-def test_abi3_wheel_with_one_extension_per_python_loads_everywhere(
+def test_requires_python_bounds_the_users_of_an_abi3_wheel(tmp_path: Path,
+                                                           binaries: Binaries) -> None:
+    ext = "compat_kernels/_C.cpython-311-x86_64-linux-gnu.so"
+    wheel = make_wheel(tmp_path, {ext: binaries.plain}, requires_python="==3.11.*")
+    assert audit(wheel, python="3.11", pythons=["3.11"]).findings == ()
+
+
+def per_python(minors: Sequence[int], binaries: Binaries) -> dict[str, bytes]:
+    return {f"compat_kernels/_C.cpython-3{minor}-x86_64-linux-gnu.so": binaries.plain
+            for minor in minors}
+
+
+def test_one_extension_per_python_covering_requires_python_loads_everywhere(
         tmp_path: Path, binaries: Binaries) -> None:
-    files = {f"compat_kernels/_C.cpython-3{minor}-x86_64-linux-gnu.so": binaries.plain
-             for minor in (10, 11, 12)}
-    report = audit(make_wheel(tmp_path, files))
+    # DeepGEMM's layout inside vLLM's abi3 wheel: one .so per CPython it supports
+    wheel = make_wheel(tmp_path, per_python((10, 11, 12, 13, 14), binaries),
+                       requires_python=">=3.10")
+    report = audit(wheel)
     assert messages(report) == []
-    assert len(report.extensions) == 3
+    assert len(report.extensions) == 5
+
+
+def test_one_extension_per_python_names_the_pythons_it_lacks(tmp_path: Path,
+                                                               binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, per_python((10, 11, 13), binaries), requires_python=">=3.10")
+    assert messages(audit(wheel, python="3.11", pythons=["3.11"])) == [
+        "compat_kernels/_C is built for CPython 3.10, CPython 3.11, CPython 3.13 only, tagged "
+        "cp39-abi3: will not load on 3.12, 3.14, which the wheel admits"]
 
 
 def test_abi3_minimum_above_a_matrix_python_is_an_error(tmp_path: Path,
@@ -510,11 +535,13 @@ def gpu_binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def gpu_audit(path: Path, *, torch_cuda: str | None = "13.0",
               gpu_suites: Mapping[str, str] | None = None,
-              expect_gpu_code: bool = True) -> AuditReport:
+              cuda_sources: Sequence[str] = ("csrc/k.cu",), nvcc_ran: bool | None = True,
+              optional: bool = False) -> AuditReport:
     return audit_wheel(path, python="3.11", pythons=ALL_PYTHONS, torch_version="2.13.0+cu130",
                        torch_cuda=torch_cuda,
                        gpu_suites={"gpu": "h100"} if gpu_suites is None else gpu_suites,
-                       expect_gpu_code=expect_gpu_code)
+                       cuda_sources=cuda_sources, nvcc_ran=nvcc_ran,
+                       cuda_code_optional=optional)
 
 
 def gpu_wheel(folder: Path, *binaries: Path) -> Path:
@@ -622,8 +649,20 @@ def test_cuda_build_without_gpu_code_is_an_error(tmp_path: Path, binaries: Binar
     report = gpu_audit(wheel)
     assert "no shared object in the wheel carries GPU code" in messages(report)[0]
     assert "'gpu' (h100)" in messages(report)[0]
-    assert messages(gpu_audit(wheel, gpu_suites={}), WARNING)
-    assert gpu_audit(wheel, expect_gpu_code=False).findings == ()  # nothing CUDA was compiled
+    assert gpu_audit(wheel, cuda_sources=()).findings == ()  # no CUDA sources: a C++ extension
+
+
+@needs_cc
+def test_a_cuda_variant_without_gpu_code_fails_without_gpu_suites_too(
+        tmp_path: Path, binaries: Binaries) -> None:
+    # setup.py compiled CUDA only where it saw a GPU: the builder had none
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.plain})
+    (message,) = messages(gpu_audit(wheel, gpu_suites={}, nvcc_ran=False))
+    assert message.startswith("nvcc never ran during the build: no shared object")
+    assert "csrc/k.cu" in message and "FORCE_CUDA=1" in message
+    assert "were compiled" not in message  # no claim of a compile that did not happen
+    optional = gpu_audit(wheel, gpu_suites={}, nvcc_ran=False, optional=True)
+    assert [f.severity for f in optional.findings] == [NOTE] and optional.ok
 
 
 # -- the fat binary reader on hand-made bytes -------------------------------------------------
@@ -653,3 +692,27 @@ def test_fatbin_that_runs_past_its_section_is_an_error(cut: int) -> None:
     data = fatbin((2, 90, 0x11))
     with pytest.raises(ElfError):
         read_gpu_archs_in(io.BytesIO(data), 0, len(data) - cut)
+
+
+# -- a private libstdc++ next to torch's ---------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler (g++)")
+@pytest.mark.parametrize("static", [True, False])
+def test_an_extension_with_its_own_libstdcxx_is_an_error(tmp_path: Path, static: bool) -> None:
+    # what a compiler wrapper adding -static-libstdc++ built on a vendor CUDA image: with
+    # torch's libstdc++.so.6 in the process, its TORCH_CHECK messages with numbers crashed
+    compile_so(tmp_path / "libc10.so", "int c10_stub(void) { return 1; }\n")
+    source = tmp_path / "ext.cpp"
+    source.write_text("#include <sstream>\n#include <string>\nextern \"C\" int c10_stub();\n"
+                      "std::string message(long n) { std::ostringstream s; s << n << c10_stub();"
+                      " return s.str(); }\n")
+    extension = tmp_path / "_C.abi3.so"
+    flags = ["-static-libstdc++"] if static else []
+    done = _cmd.run(["g++", "-shared", "-fPIC", "-o", str(extension), str(source), *flags,
+                     f"-L{tmp_path}", "-lc10"], timeout=120)
+    assert done.ok, done.output
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": extension.read_bytes()})
+    report = audit(wheel, torch_lib_dirs=[tmp_path])
+    private = [m for m in messages(report) if "its own copy of libstdc++" in m]
+    assert bool(private) is static, report.findings

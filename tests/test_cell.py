@@ -65,6 +65,9 @@ def test_wheel_without_a_torch_bound_fails_audit(tmp_path: Path) -> None:
     bad = records["py3.11-torch2.13.0"]
     assert (bad.status, bad.stage) == (Status.FAILED, "audit")
     assert "torch" in bad.reason and "2.14" in " ".join(bad.details), bad.details
+    # the audit never hides test evidence: the wheel installs, so the suites ran too
+    assert bad.identity is not None and bad.suites["checks"]["status"] == "passed"
+    assert bad.suites["checks"]["passed"] > 0
 
 
 def test_extension_whose_import_segfaults_fails_identity(tmp_path: Path) -> None:
@@ -313,3 +316,25 @@ def test_run_from_the_project_root_imports_the_wheel(tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1 reused" in again.stdout
+
+
+def test_a_cell_in_which_no_test_ran_is_not_passed(tmp_path: Path) -> None:
+    write_tree(tmp_path, {**PURE_PROJECT,
+                          "proj/skips/test_later.py": """
+                              import pytest
+
+                              def test_later():
+                                  pytest.skip("needs vllm")
+                              """,
+                          "matrix.yaml": """
+                              version: 1
+                              project: {path: proj, import: shadowed}
+                              axes:
+                                python: ["3.11"]
+                              suites:
+                                later: {paths: [proj/skips]}
+                              """})
+    record = run_matrix(tmp_path / "matrix.yaml", tmp_path / "work")["py3.11"]
+    assert (record.status, record.stage) == (Status.UNAVAILABLE, "suite:later")
+    assert record.reason == "no test ran: later: all 1 test skipped: needs vllm"
+    assert record.suites["later"]["status"] == "not_run"

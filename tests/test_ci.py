@@ -593,3 +593,21 @@ def test_unsafe_or_invalid_install_specs_are_refused_where_written(tmp_path: Pat
         load_matrix(matrix)
     assert "ci.install" in str(info.value)
     assert info.value.location.line == GPU_MATRIX.strip().count("\n") + 2
+
+
+@pytest.mark.parametrize(("old", "new", "line"), [
+    ('["2.13.0"]', '["===`id`"]', 5),                 # arbitrary equality: any text at all
+    ('["2.13.0"]', '["2.13.0; rm -rf ~"]', 5),
+    ("github: [ubuntu-latest]", 'github: ["ubuntu-latest; curl x"]', 12),
+    ("buildkite: cpu-queue", 'buildkite: "q $(x)"', 12),
+    ("buildkite: gpu-h100", "buildkite: '-rf'", 13),
+])
+def test_pipeline_unsafe_values_are_refused_where_they_are_written(
+        tmp_path: Path, old: str, new: str, line: int) -> None:
+    path = write(tmp_path, GPU_MATRIX.replace(old, new))
+    with pytest.raises(SpecError, match=r"not safe|no place") as info:
+        load_matrix(path)
+    assert info.value.location.line == line
+    done = cli("plan", "--matrix", str(path))
+    assert done.returncode == 2 and f"matrix.yaml:{line}:" in done.stderr
+    assert "Traceback" not in done.stderr

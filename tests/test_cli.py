@@ -54,3 +54,19 @@ def test_bad_matrix_exits_2_without_traceback(write_matrix: WriteMatrix, tmp_pat
 def test_missing_matrix_file_exits_2(tmp_path: Path) -> None:
     done = run_cli("plan", "--matrix", "nope.yaml", cwd=tmp_path)
     assert done.returncode == 2 and "matrix file not found" in done.stderr
+
+
+def test_the_summary_never_cuts_a_reason_so_that_its_cause_is_lost(tmp_path: Path) -> None:
+    from compatmatrix.cli import summary_table
+    from compatmatrix.progress import outcome
+    from compatmatrix.results import CellRecord, Status
+    from compatmatrix.workdir import WorkDir
+
+    cause = "but the extension was built against torch 2.13.0+cpu and fails to load"
+    long = "torch<3,>=2.4 admits torch 2.14.0, 2.12.0, " + cause
+    records = [CellRecord("py3.11-a", {}, Status.FAILED, stage="audit", reason=long),
+               CellRecord("py3.11-b", {}, Status.PASSED)]
+    text = summary_table(records, WorkDir(tmp_path))
+    assert f"py3.11-a: {long}" in text.splitlines()
+    assert all(long not in line for line in text.splitlines()[:4])  # the table stays narrow
+    assert outcome(records[0]).endswith(cause)

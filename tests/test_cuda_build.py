@@ -237,7 +237,9 @@ def test_compile_env_points_torch_at_the_toolchain(tmp_path: Path, site: Path) -
     assert env["LIBRARY_PATH"] == str(home / "lib64")
     assert env["TORCH_CUDA_ARCH_LIST"] == "9.0;8.0+PTX"
     # torch hands $CC to nvcc as -ccbin, one program: ccache goes in front of nvcc instead
-    assert env["PYTORCH_NVCC"] == f"{ccache} {home / 'bin/nvcc'}" and "CC" not in env
+    assert env["PYTORCH_NVCC"] == str(home / "bin/nvcc-ccache") and "CC" not in env
+    wrapper = (home / "bin/nvcc-ccache").read_text()
+    assert f"exec {ccache} {home / 'bin/nvcc'}" in wrapper and "nvcc-ran" in wrapper
 
 
 def test_ccache_masquerades_as_the_compilers(tmp_path: Path) -> None:
@@ -571,3 +573,34 @@ def test_a_preinstalled_torch_is_used_where_it_is(tmp_path: Path,
     assert facts["torch_path"] == str(site / "torch")
     assert cell["built_with_torch"] == cell["running_torch"] == "2.13.0+cu130"
     assert cell["audit"]["gpu_code"]  # type: ignore[index]
+
+
+@real_cuda
+def test_a_cuda_cell_whose_setup_py_skipped_cuda_fails_at_audit_with_its_suites(
+        tmp_path: Path) -> None:
+    # tests/projects/setuppy_cuda compiles its .cu only when torch sees a GPU: on this
+    # GPU-less builder its cu130 wheel has no GPU code, which users of the cu130 variant
+    # would find out only on a GPU. The audit says so; the suites still run and are recorded.
+    project = tmp_path / "setuppy_cuda"
+    shutil.copytree(ROOT / "tests" / "projects" / "setuppy_cuda", project)
+    (project / "matrix.yaml").write_text(textwrap.dedent("""\
+        version: 1
+        project: {path: ., import: biasact}
+        axes:
+          python: ["3.11"]
+          torch: ["2.13.0"]
+          cuda: [cu130]
+        indexes: {cu130: pypi}
+        suites:
+          unit: {paths: [tests], workers: 2}
+        """))
+    done = subprocess.run([sys.executable, "-m", "compatmatrix", "run", "--exit-zero"],
+                          cwd=project, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((project / ".compatmatrix/results/py3.11-torch2.13.0-cu130.json")
+                        .read_text())
+    assert (record["status"], record["stage"]) == ("failed", "audit"), record["reason"]
+    assert "no shared object in the wheel carries GPU code" in record["reason"]
+    assert record["reason"].startswith("nvcc never ran during the build")
+    assert "csrc/bias_act_cuda.cu" in record["reason"]
+    assert record["suites"]["unit"]["passed"] > 0  # the evidence is kept

@@ -165,3 +165,31 @@ def test_a_passed_cell_now_unavailable_is_a_note_not_a_regression() -> None:
     result = evaluate(Gate(), current, baseline, TODAY)
     assert result.ok
     assert any("no longer verified" in v.message for v in result.notes)
+
+
+def test_a_suite_whose_tests_all_skipped_keeps_a_required_cell_from_passing(
+        tmp_path: Path) -> None:
+    make_package(tmp_path / "pkg")
+    (tmp_path / "matrix.yaml").write_text(
+        "version: 1\nproject: {path: pkg, import: pkg}\naxes:\n  python: ['3.11']\n"
+        "suites:\n  unit: {paths: [t]}\n  later: {paths: [l]}\n  gpu: {paths: [g], requires: "
+        "{gpu: h100}}\ngate:\n  required: [{python: '3.11'}]\n")
+    write_run(tmp_path / "run", {"py3.11": "passed"})
+    path = tmp_path / "run" / "results" / "py3.11.json"
+    record = json.loads(path.read_text())
+    (tmp_path / "run" / "junit" / "py3.11" / "later.xml").write_text(
+        JUNIT.format(cell="py3.11"))
+    record["suites"]["later"] = {**record["suites"]["unit"], "name": "later"}
+    gpu = {"name": "gpu", "status": "not_run", "collected": 0, "passed": 0, "failed": 0,
+           "errors": 0, "skipped": 0, "reason": "needs GPU kind h100; no NVIDIA GPU"}
+    record["suites"]["gpu"] = gpu
+    path.write_text(json.dumps(record))
+    done = gate_cli(tmp_path, "--from", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stdout  # a GPU suite without its GPU: expected
+    record["suites"]["later"] = {**gpu, "name": "later",
+                                 "reason": "all 2 tests skipped: needs vllm"}
+    path.write_text(json.dumps(record))
+    done = gate_cli(tmp_path, "--from", str(tmp_path / "run"))
+    assert done.returncode == 1, done.stdout
+    assert ("FAIL: py3.11: required cell is passed, but its test evidence does not show it: "
+            "later: not run: all 2 tests skipped: needs vllm") in done.stdout

@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from compatmatrix import gpu
-from compatmatrix.gpu import Capabilities, gpu_capabilities, kind_problem, kinds_present
+from compatmatrix.gpu import (
+    Capabilities,
+    cell_kind_problem,
+    gpu_capabilities,
+    kind_problem,
+    kinds_present,
+)
 
 H200 = "0, GPU-aaaa1111, 9.0, NVIDIA H200"
 A100 = "1, GPU-bbbb2222, 8.0, NVIDIA A100-SXM4-80GB"
@@ -113,3 +119,12 @@ def test_real_nvidia_smi() -> None:
     caps = gpu_capabilities(os.environ)
     assert caps, caps.why_none
     assert "cuda" in kinds_present(caps)
+
+
+def test_a_cpu_cell_never_runs_a_gpu_suite_even_on_a_machine_with_the_gpu() -> None:
+    h100 = (("NVIDIA H100 80GB HBM3", "9.0"),)
+    assert cell_kind_problem("h100", "cpu", h100) == (
+        "needs GPU kind h100; the cell's torch is a CPU build, which cannot use a GPU")
+    assert cell_kind_problem("h100", "cu130", h100) is None
+    assert cell_kind_problem("h100", None, h100) is None  # no cuda axis: PyPI's CUDA torch
+    assert "this machine has" in (cell_kind_problem("h100", "cu130", ()) or "")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import shutil
@@ -13,6 +14,7 @@ from junitparser import JUnitXml
 
 from compatmatrix._junit_merge import MergeEntry, inspect_junit, merge_junit
 from compatmatrix.errors import CompatError
+from compatmatrix.gate import evaluate
 from compatmatrix.plan import Cell, plan_cells
 from compatmatrix.report import (
     REPORT_FILES,
@@ -324,7 +326,7 @@ def test_unreadable_record_is_reported(matrix: Matrix, workdir: WorkDir) -> None
     (workdir.root / "results" / f"{NO_RECORD}.json").write_text("{", encoding="utf-8")
     cell = collect(matrix, [workdir.root]).cell(NO_RECORD)
     assert cell is not None and cell.status == "missing"
-    assert cell.reason == f"results/{NO_RECORD}.json is unreadable"
+    assert cell.reason.startswith(f"results/{NO_RECORD}.json is unreadable: not JSON (")
 
 
 def test_missing_source_folder_is_a_usage_error(matrix: Matrix, tmp_path: Path) -> None:
@@ -359,19 +361,48 @@ def test_artifacts_layout_gives_the_same_report(matrix: Matrix, workdir: WorkDir
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_later_source_wins(matrix: Matrix, workdir: WorkDir, tmp_path: Path) -> None:
+def test_copies_that_disagree_are_a_conflict_never_the_last_one_wins(
+        matrix: Matrix, workdir: WorkDir, tmp_path: Path) -> None:
     rerun = WorkDir(tmp_path / "rerun", workdir.cells)
     rerun.record(BUILD, "passed", suites=passing_suites())
     rerun.passing(BUILD)
-    assert _status(collect(matrix, [workdir.root, rerun.root]), BUILD) == "passed"
-    assert _status(collect(matrix, [rerun.root, workdir.root]), BUILD) == "failed"
+    for order in ([workdir.root, rerun.root], [rerun.root, workdir.root]):
+        cell = collect(matrix, order).cell(BUILD)
+        assert cell is not None and cell.status == "failed"  # the worst verdict stands
+        (conflict,) = cell.evidence
+        assert conflict.startswith("conflicting records: failed at build (work/results/")
+        assert "passed (rerun/results/" in conflict
+    result = evaluate(matrix.gate, collect(matrix, [rerun.root, workdir.root]), None,
+                      dt.date(2026, 11, 29))
+    assert any("the evidence cannot be trusted: conflicting records" in v.message
+               for v in result.failures)
+
+
+def test_identical_copies_count_once(matrix: Matrix, workdir: WorkDir, tmp_path: Path) -> None:
+    copy = tmp_path / "reuploaded"
+    shutil.copytree(workdir.root, copy)
+    report = collect(matrix, [workdir.root, copy])
+    assert report == collect(matrix, [workdir.root])
+    assert all(not cell.evidence for cell in report.cells)
+
+
+def test_a_record_that_is_not_its_cell_is_no_evidence(matrix: Matrix,
+                                                      workdir: WorkDir) -> None:
+    path = workdir.root / "results" / f"{PASSED[0]}.json"
+    data = json.loads(path.read_text())
+    data["axes"]["torch"] = "2.9.0"  # edited, or copied from another cell
+    path.write_text(json.dumps(data))
+    cell = collect(matrix, [workdir.root]).cell(PASSED[0])
+    assert cell is not None and cell.status == "missing"
+    assert cell.evidence == (f"results/{PASSED[0]}.json says torch=2.9.0, which is not cell "
+                             f"{PASSED[0]}; run the cell again, or delete the file",)
 
 
 def test_junit_files_never_come_from_another_source(matrix: Matrix, workdir: WorkDir,
                                                     tmp_path: Path) -> None:
     rerun = WorkDir(tmp_path / "rerun", workdir.cells)
     rerun.record(PASSED[0], "passed", suites=passing_suites())  # its JUnit files were lost
-    cell = collect(matrix, [workdir.root, rerun.root]).cell(PASSED[0])
+    cell = collect(matrix, [rerun.root, workdir.root]).cell(PASSED[0])
     assert cell is not None and not cell.verified
     assert cell.problems == ("import: JUnit file missing", "unit: JUnit file missing")
 

@@ -215,7 +215,7 @@ def test_gpu_problem_is_not_run_and_visible_in_junit(tmp_path: Path) -> None:
     [testsuite] = list(xml)
     assert testsuite.name == CELL
     assert read_junit(Path(result.junit)) == (
-        suites.JUnitCase(("compatmatrix.unit", "unit"), "skipped", ""),)
+        suites.JUnitCase(("compatmatrix.unit", "unit"), "skipped", reason),)
     assert reason in Path(result.log).read_text()
 
 
@@ -240,7 +240,7 @@ def test_duplicated_cases_count_once_and_summaries_are_ignored(tmp_path: Path) -
     assert [(c.key[1], c.outcome, c.message) for c in cases] == [
         ("test_ok", "passed", ""),
         ("test_bad", "failed", "AssertionError: assert 0"),  # the worst outcome wins
-        ("test_skip", "skipped", ""),
+        ("test_skip", "skipped", "no"),  # a skip keeps its reason
     ]
 
 
@@ -275,3 +275,54 @@ def test_plugin_writes_the_files_the_runner_reads() -> None:
     source = Path(suites.__file__).with_name("_pytest_plugin.py").read_text()
     assert f'COLLECTED = "{suites._COLLECTED}"' in source
     assert f'PROGRESS = "{suites._PROGRESS}"' in source
+
+
+# -- nothing that proves nothing is green ----------------------------------------------------
+
+
+@slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_suite_whose_every_test_skips_is_not_run(cell_python: Path, tmp_path: Path,
+                                                   workers: int) -> None:
+    result = run(cell_python, tmp_path, {"tests/test_s.py": """
+        import pytest
+
+        @pytest.mark.skip(reason="needs vllm")
+        def test_a(): pass
+
+        def test_b(): pytest.skip("no GPU here")
+    """}, workers=workers)
+    assert (result.status, result.skipped, result.passed) == ("not_run", 2, 0)
+    assert result.reason == "all 2 tests skipped: needs vllm; no GPU here"
+
+
+@slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_suite_whose_every_test_is_deselected_is_not_run(cell_python: Path, tmp_path: Path,
+                                                           workers: int) -> None:
+    result = run(cell_python, tmp_path, {"tests/test_s.py": """
+        def test_a(): pass
+
+        def test_b(): pass
+    """}, workers=workers, args=("-k", "nothing_matches"))
+    assert (result.status, result.reason) == ("not_run", "all 2 tests deselected")
+
+
+@slow
+def test_some_skips_beside_passes_are_a_pass(cell_python: Path, tmp_path: Path) -> None:
+    result = run(cell_python, tmp_path, {"tests/test_s.py": """
+        import pytest
+
+        def test_a(): pass
+
+        def test_b(): pytest.skip("later")
+    """})
+    assert (result.status, result.passed, result.skipped) == ("passed", 1, 1)
+
+
+@slow
+def test_a_suite_path_that_does_not_exist_is_a_failure(cell_python: Path,
+                                                       tmp_path: Path) -> None:
+    result = run(cell_python, tmp_path, {"other/test_s.py": "def test_a(): pass\n"})
+    assert result.status == "failed"
+    assert "usage error" in result.reason or "no tests" in result.reason

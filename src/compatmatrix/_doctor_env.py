@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata as md
-import json
 import os
 import shlex
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from . import _cmd
+from ._safeio import tagged_json
 from .errors import CompatError
 
 __all__ = [
@@ -157,19 +157,48 @@ def probe(python: Path | None, env: Mapping[str, str], current: str) -> Environm
     """Run the probe in ``python`` (``current``, this interpreter, when None)."""
     path = _interpreter(python, current)
     result = _cmd.run([str(path), "-c", _PROBE], env=env, timeout=PROBE_TIMEOUT)
-    data = next((json.loads(line[len(_TAG):]) for line in result.output.splitlines()
-                 if line.startswith(_TAG)), None)
-    if data is None:
+    lines = result.output.splitlines()
+    answers = tagged_json(lines, _TAG)
+    if not answers:
         why = ("it did not answer within "
                f"{PROBE_TIMEOUT:g} s" if result.timed_out else
+               "its answer is not a JSON object (a forged or garbled COMPATMATRIX-PROBE line: "
+               f"{_short(next(line for line in lines if line.startswith(_TAG)))})"
+               if any(line.startswith(_TAG) for line in lines) else
                f"it exited with {result.returncode}: {_last_line(result.output)}")
         raise CannotInspect(f"cannot inspect {path}: {why}")
+    data = answers[0]
+    wrong = _probe_problem(data)
+    if wrong:
+        raise CannotInspect(f"cannot inspect {path}: its answer is not what the probe prints "
+                            f"(wrong or missing {wrong}; a forged COMPATMATRIX-PROBE line?)")
     return Environment(
         python=path, version=str(data["version"]), implementation=str(data["implementation"]),
         prefix=str(data["prefix"]), site=tuple(_unique_dirs(data["site"])),
         markers={str(k): str(v) for k, v in data["markers"].items()},
         extension_suffixes=tuple(str(s) for s in data["extension_suffixes"]),
         installer=_installer(path, bool(data["pip"]), env))
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and "\0" not in v for v in value)
+
+
+_PROBE_FIELDS: Mapping[str, Callable[[object], bool]] = {
+    "executable": lambda v: isinstance(v, str), "prefix": lambda v: isinstance(v, str),
+    "version": lambda v: isinstance(v, str), "implementation": lambda v: isinstance(v, str),
+    "site": _strings, "extension_suffixes": _strings, "pip": lambda v: isinstance(v, bool),
+    "markers": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+}
+
+
+def _probe_problem(data: Mapping[str, object]) -> str:
+    """The fields of a probe answer that are missing or of the wrong type ("" when none)."""
+    return ", ".join(name for name, ok in _PROBE_FIELDS.items() if not ok(data.get(name)))
+
+
+def _short(line: str, limit: int = 120) -> str:
+    return line if len(line) <= limit else line[:limit] + "…"
 
 
 def _interpreter(python: Path | None, current: str) -> Path:

@@ -22,16 +22,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from . import _cmd
 from ._doctor_demangle import demangle_all
-from ._doctor_env import Distribution, Environment
+from ._doctor_env import CannotInspect, Distribution, Environment
 from ._doctor_finding import ERROR, INFO, WARNING, Finding
 from ._doctor_requirements import plain, torch_index_args
 from ._doctor_torch import TorchFacts
 from ._elf import ElfError, read_elf_file
+from ._safeio import tagged_json
 
 __all__ = [
     "LOAD_TIMEOUT",
@@ -199,12 +201,11 @@ def load_extensions(env: Environment, batch: Sequence[Extension],
         items = [[e.module, str(e.path)] for e in pending]
         run = _cmd.run([str(env.python), "-c", _LOAD], env=process_env, timeout=timeout,
                        input_text=json.dumps(items))
-        events = [json.loads(line[len(_TAG):]) for line in run.output.splitlines()
-                  if line.startswith(_TAG)]
-        if any("torch_error" in e for e in events) or not events:
-            why = next((e["torch_error"] for e in events if "torch_error" in e), None)
-            return list(results.values()), why or _stopped(run, timeout)
         by_path = {str(e.path): e for e in pending}
+        events = _events(run.output, by_path, env)
+        if any("torch_error" in e for e in events) or not events:
+            why = next((str(e["torch_error"]) for e in events if "torch_error" in e), None)
+            return list(results.values()), why or _stopped(run, timeout)
         current = None
         for event in events:
             if "start" in event:
@@ -221,6 +222,28 @@ def load_extensions(env: Environment, batch: Sequence[Extension],
                            for e in left)
         pending = [e for e in left if e.path not in results]
     return [results[e.path] for e in batch], ""
+
+
+def _events(output: str, by_path: Mapping[str, Extension],
+            env: Environment) -> list[dict[str, Any]]:
+    """The loader's lines; CannotInspect for one that is not what it prints (forged)."""
+    events: list[dict[str, Any]] = []
+    for line in output.splitlines():
+        if not line.startswith(_TAG):
+            continue
+        found = tagged_json([line], _TAG)
+        event = found[0] if found else {}
+        keys = set(event)
+        ok = ((keys == {"torch_error"} and isinstance(event["torch_error"], str))
+              or (keys == {"start"} and event["start"] in by_path)
+              or (keys == {"done", "error"} and event["done"] in by_path
+                  and isinstance(event["error"], (str, type(None)))))
+        if not ok:
+            raise CannotInspect(f"cannot inspect {env.python}: the extension loader's answer "
+                                f"is not what it prints (a forged or garbled line: "
+                                f"{line[:120]})")
+        events.append(event)
+    return events
 
 
 def _stopped(run: _cmd.CommandResult, timeout: float) -> str:

@@ -7,7 +7,6 @@ that is the nvcc an extension build will use, and compared with the CUDA torch w
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -15,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _cmd
-from ._doctor_env import Environment, Installer
+from ._doctor_env import CannotInspect, Environment, Installer
 from ._doctor_finding import ERROR, INFO, WARNING, Finding
+from ._safeio import tagged_json
 from .gpu import Capabilities
 from .toolchain import parse_nvcc_version
 
@@ -109,11 +109,16 @@ def torch_facts(env: Environment, process_env: Mapping[str, str],
     facts: dict[str, object] = {}
     modules: dict[str, str | None] = {}
     for line in result.output.splitlines():
-        if line.startswith(_TAG):
-            event = json.loads(line[len(_TAG):])
-            if "module" in event:
-                modules[event["module"]] = event["error"]
-            facts.update(event)
+        if not line.startswith(_TAG):
+            continue
+        found = tagged_json([line], _TAG)
+        if not found or not _event_ok(found[0]):
+            raise CannotInspect(f"cannot inspect {env.python}: the torch check's answer is "
+                                f"not what it prints (a forged or garbled line: {line[:120]})")
+        event = found[0]
+        if "module" in event:
+            modules[event["module"]] = event["error"]
+        facts.update(event)
     torch = facts.get("torch")
     if not isinstance(torch, dict):
         error = str(facts.get("torch_error") or _died(result, "importing torch"))
@@ -122,6 +127,24 @@ def torch_facts(env: Environment, process_env: Mapping[str, str],
     return TorchFacts(version=torch["version"], cuda=torch["cuda"], hip=torch["hip"],
                       cxx11_abi=torch["cxx11_abi"], lib=torch["lib"], modules=modules,
                       cuda_available=_optional_bool(facts.get("cuda_available")), error=error)
+
+
+_TORCH_FIELDS = {"version": (str,), "cuda": (str, type(None)), "hip": (str, type(None)),
+                 "cxx11_abi": (bool,), "lib": (str,)}
+
+
+def _event_ok(event: Mapping[str, object]) -> bool:
+    """Whether ``event`` is one of the lines the facts script prints, with their types."""
+    keys = set(event)
+    if keys == {"torch_error"}:
+        return isinstance(event["torch_error"], str)
+    if keys == {"torch"}:
+        torch = event["torch"]
+        return isinstance(torch, dict) and all(
+            isinstance(torch.get(name), types) for name, types in _TORCH_FIELDS.items())
+    if keys == {"module", "error"}:
+        return isinstance(event["module"], str) and isinstance(event["error"], (str, type(None)))
+    return keys == {"cuda_available"} and isinstance(event["cuda_available"], bool)
 
 
 def _optional_bool(value: object) -> bool | None:

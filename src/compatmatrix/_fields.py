@@ -62,12 +62,27 @@ def as_bool(value: YValue, what: str) -> bool:
     return value.text.lower() in ("true", "yes", "on")
 
 
-def as_int(value: YValue, what: str, *, minimum: int = 0) -> int:
+def as_int(value: YValue, what: str, *, minimum: int = 0, maximum: int, unit: str = "") -> int:
+    """A plain decimal whole number (the loader refuses YAML 1.1's other forms) within
+    ``minimum``..``maximum``; ``unit`` ("s") only words the error."""
     if not isinstance(value, YScalar) or value.kind != "int":
         raise SpecError(value.at, f"{what} must be a whole number, got {_describe(value)}")
-    number = int(value.text, 0)
+    text = value.text.strip()
+    digits = text.lstrip("+-")
+    if not digits.isascii() or not digits.isdigit():  # never a kind "int" from the loader
+        raise SpecError(value.at, f"{what} must be a whole number, got {text!r}")
+    suffix = f" {unit}" if unit else ""
+    significant = digits.lstrip("0") or "0"
+    sign = -1 if text.startswith("-") else 1
+    if len(significant) > len(str(maximum)):  # not even converted: 10**400 is a mistake
+        bound = f"at least {minimum}" if sign < 0 else f"at most {maximum}"
+        raise SpecError(value.at, f"{what} must be {bound}{suffix}, got a number of "
+                        f"{len(significant)} digits")
+    number = sign * int(significant)
     if number < minimum:
-        raise SpecError(value.at, f"{what} must be at least {minimum}, got {number}")
+        raise SpecError(value.at, f"{what} must be at least {minimum}{suffix}, got {text}")
+    if number > maximum:
+        raise SpecError(value.at, f"{what} must be at most {maximum}{suffix}, got {number}")
     return number
 
 

@@ -13,14 +13,16 @@ function cannot see needs a second look at the file, case by case in file order:
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
+from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped, TestCase, TestSuite
 
-from .suites import JUnitProblem, junit_key, read_junit
+from ._safeio import read_bounded
+from .suites import MAX_JUNIT_BYTES, JUnitProblem, junit_bytes, junit_key, read_junit
 
 __all__ = ["JUnitEvidence", "MergeEntry", "inspect_junit", "merge_junit", "merged_text"]
 
@@ -52,13 +54,13 @@ def inspect_junit(path: Path | None) -> JUnitEvidence:
         return JUnitEvidence(problem="JUnit file missing")
     try:
         cases = read_junit(path)
+        runs = _runs_by_test(path)
     except JUnitProblem as exc:
         return JUnitEvidence(problem=str(exc))
     counts = dict.fromkeys(("passed", "failed", "error", "skipped"), 0)
     for case in cases:
         counts[case.outcome] += 1
     names = _node_ids(path)
-    runs = _runs_by_test(path)
     return JUnitEvidence(
         tests=len(cases), passed=counts["passed"], failed=counts["failed"],
         errors=counts["error"], skipped=counts["skipped"],
@@ -73,8 +75,8 @@ def _node_ids(junit: Path) -> dict[tuple[str, str], str]:
     ``<suite>.xml.state/collected.txt`` (see compatmatrix.suites.run_suite)."""
     collected = junit.with_name(junit.name + ".state") / "collected.txt"
     try:
-        lines = collected.read_text(encoding="utf-8").splitlines()
-    except OSError:
+        lines = read_bounded(collected, MAX_JUNIT_BYTES).decode("utf-8", "replace").splitlines()
+    except OSError:  # missing, a FIFO, too large: test ids as JUnit has them
         return {}
     return {junit_key(nodeid): nodeid for nodeid in lines if nodeid}
 
@@ -92,8 +94,12 @@ class _Attempt:
 
 def _runs_by_test(path: Path) -> dict[tuple[str, str], list[_Attempt]]:
     """Every <testcase> of the file, grouped by test id, in file order."""
+    try:
+        root = ET.fromstring(junit_bytes(path))
+    except (ET.ParseError, ValueError) as exc:
+        raise JUnitProblem(f"JUnit file unreadable ({exc})") from None
     runs: dict[tuple[str, str], list[_Attempt]] = {}
-    for elem in ET.parse(path).getroot().iter("testcase"):
+    for elem in root.iter("testcase"):
         key = (elem.get("classname") or "", elem.get("name") or "")
         runs.setdefault(key, []).append(_attempt(elem))
     return runs
@@ -179,10 +185,10 @@ def _suite(entry: MergeEntry) -> TestSuite:
 
 def _cases(path: Path) -> Iterable[TestCase]:
     try:
-        xml = JUnitXml.fromfile(str(path))
-    except (OSError, SyntaxError):
+        xml = JUnitXml.fromfile(io.BytesIO(junit_bytes(path)))
+    except (JUnitProblem, OSError, SyntaxError, JUnitXmlError, ValueError):
         return ()  # inspect_junit already reported the file; the note case stands in
-    return [case for suite in xml for case in suite]
+    return [case for suite in ([xml] if isinstance(xml, TestSuite) else xml) for case in suite]
 
 
 def _note_case(entry: MergeEntry) -> TestCase:

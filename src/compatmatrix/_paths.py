@@ -16,6 +16,8 @@ def import_outside(import_name: str, module_file: object, venv: Path) -> str | N
     """
     if not isinstance(module_file, str) or not module_file:
         return None
+    if "\0" in module_file:  # not a path: a garbled or forged answer
+        return f"{import_name} reported an impossible module path {module_file!r}"
     where = Path(os.path.abspath(module_file))
     root = Path(os.path.abspath(venv))
     if root == where or root in where.parents:

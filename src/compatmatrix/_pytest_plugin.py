@@ -21,6 +21,7 @@ import pytest
 COLLECTED = "collected.txt"
 PROGRESS = "progress.txt"
 IMPORTED = "imported-"  # + process name + ".txt": where the package under test came from
+DESELECTED = "deselected-"  # + process name + ".txt": how many tests -m/-k deselected
 _OPTION = "--compatmatrix-state"
 _IMPORT_OPTION = "--compatmatrix-import"
 
@@ -42,6 +43,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(_OPTION, default=None, help="folder where compatmatrix records the run")
     parser.addoption(_IMPORT_OPTION, default=None,
                      help="import name of the package under test: record where it came from")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    # Every process that collects (the controller, or each xdist worker) counts what -m/-k
+    # deselected: a suite whose every test was deselected ran nothing.
+    if not items:
+        return
+    config = items[0].config
+    state = config.getoption(_OPTION)
+    if state:
+        worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        path = Path(state) / f"{DESELECTED}{worker}.txt"
+        previous = path.read_text(encoding="utf-8").strip() if path.is_file() else "0"
+        count = int(previous) if previous.isdigit() else 0
+        path.write_text(f"{count + len(items)}\n", encoding="utf-8")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

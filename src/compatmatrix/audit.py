@@ -24,22 +24,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from . import _cmd
-from ._elf import MACHINES, ElfError, ElfInfo, read_elf, read_elf_file
+from ._elf import MACHINES, ElfError, ElfInfo, defined_symbols, read_elf, read_elf_file
 from ._fatbin import GpuArch, read_gpu_archs
 from .gpu import KNOWN_KINDS, GpuKind
 
-__all__ = ["ERROR", "WARNING", "AuditReport", "Finding", "audit_wheel", "system_libraries"]
+__all__ = ["ERROR", "NOTE", "WARNING", "AuditReport", "Finding", "audit_wheel", "system_libraries"]
 
 ERROR = "error"
 WARNING = "warning"
+NOTE = "note"  # a fact worth a line in the record, that breaks nothing
 
 PyVersion = tuple[int, int]
+# The newest CPython released: a wheel that admits later minors (abi3, an open
+# Requires-Python) is judged up to here, whether or not an interpreter is installed.
+LATEST_CPYTHON: PyVersion = (3, 14)
 
 # Every Linux a wheel targets has these (glibc and the GCC runtime): manylinux's own list.
 _SYSTEM_FAMILY = frozenset({
@@ -140,7 +144,9 @@ class _Cell:
     system_libraries: frozenset[str]
     torch_cuda: str | None = None  # the build torch's CUDA version; None: a CPU torch
     gpu_suites: tuple[tuple[str, str], ...] = ()  # (suite, GPU kind it needs)
-    expect_gpu_code: bool = False  # CUDA sources were compiled into the wheel
+    cuda_sources: tuple[str, ...] = ()  # the project's CUDA sources (.cu, .cuh)
+    nvcc_ran: bool | None = None  # whether nvcc ran in the build (None: not known)
+    cuda_code_optional: bool = False  # project.cuda_code: optional
     compiled_sources: bool = False  # the project has C/C++/CUDA sources
 
 
@@ -157,23 +163,27 @@ def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
                 torch_version: str | None, torch_lib_dirs: Sequence[Path] = (),
                 system_libraries: Collection[str] | None = None,
                 torch_cuda: str | None = None, gpu_suites: Mapping[str, str] | None = None,
-                expect_gpu_code: bool = False, compiled_sources: bool = False) -> AuditReport:
+                cuda_sources: Sequence[str] = (), nvcc_ran: bool | None = None,
+                cuda_code_optional: bool = False,
+                compiled_sources: bool = False) -> AuditReport:
     """Audit ``wheel`` for a cell on ``python``; ``pythons`` are all that will load it.
 
     ``system_libraries`` (file names) replaces the ``ldconfig -p`` lookup, for tests and for
     auditing against a machine other than this one. With a CUDA torch (``torch_cuda``), each
     shared object's GPU code must run on the GPU kind of every suite in ``gpu_suites``
-    (suite name -> kind); ``expect_gpu_code`` says CUDA sources were compiled, so a wheel
-    without GPU code is a broken build. A wheel with no shared object is a pure Python wheel:
-    none of the checks for compiled code apply, unless the project has compiled sources
-    (``compiled_sources``), which the build then left out.
+    (suite name -> kind). With a CUDA torch and ``cuda_sources`` in the project, a wheel
+    without GPU code is a broken build (a note with ``cuda_code_optional``); ``nvcc_ran``
+    says whether nvcc ran at all, for the message. A wheel with no shared object is a pure
+    Python wheel: none of the checks for compiled code apply, unless the project has compiled
+    sources (``compiled_sources``), which the build then left out.
     """
     cell = _Cell(_py_version(python),
                  tuple(sorted({_py_version(p) for p in (*pythons, python)})), torch_version,
                  _torch_libraries(torch_lib_dirs), bool(torch_lib_dirs),
                  frozenset(system_libraries) if system_libraries is not None
                  else _system_libraries(), torch_cuda,
-                 tuple(sorted((gpu_suites or {}).items())), expect_gpu_code, compiled_sources)
+                 tuple(sorted((gpu_suites or {}).items())), tuple(cuda_sources), nvcc_ran,
+                 cuda_code_optional, compiled_sources)
     try:
         with zipfile.ZipFile(wheel) as archive:
             return _audit(archive, wheel.name, cell)
@@ -192,7 +202,9 @@ def _audit(archive: zipfile.ZipFile, name: str, cell: _Cell) -> AuditReport:
     requirement, torch_findings = _check_torch_requirement(contents, cell, compiled=bool(shared))
     findings += tag_findings
     findings += _check_tags(name, tags, cell)
-    findings += _check_extensions(name, tags, extensions, shared, cell)
+    users = _users(tags, contents.metadata)
+    findings += _check_extensions(name, tags, extensions, shared,
+                                  tuple(sorted({*users, *cell.targets})), cell.compiled_sources)
     findings += _check_shared_objects(archive, contents, tags, shared, cell)
     findings += torch_findings
     gpu_code, gpu_findings = _check_gpu_code(archive, name, shared, cell)
@@ -329,16 +341,44 @@ def _built_for(member: str) -> str:
     return f"CPython {match.group(1)}.{match.group(2)}{free}"
 
 
+def _users(tags: frozenset[Tag], metadata: str | None) -> tuple[PyVersion, ...]:
+    """The CPython releases the wheel admits: those its tags let installers put it on, that its
+    Requires-Python allows, from the tags' lowest Python to the newest CPython released —
+    whether or not the matrix (or this machine) has them. A wheel is judged for these users,
+    not only for the cells that tested it."""
+    requires = None
+    if metadata is not None:
+        text = _headers(metadata).get("Requires-Python")
+        try:
+            requires = SpecifierSet(str(text)) if text else None
+        except InvalidSpecifier:
+            requires = None
+    found = []
+    for minor in range(0, LATEST_CPYTHON[1] + 1):
+        python = (3, minor)
+        if not any(_tag_admits(t, python) for t in tags):
+            continue
+        if requires is not None and not any(
+                requires.contains(f"3.{minor}.{patch}", prereleases=True) for patch in (0, 99)):
+            continue
+        found.append(python)
+    return tuple(found)
+
+
 def _check_extensions(name: str, tags: frozenset[Tag], extensions: tuple[str, ...],
-                      shared: tuple[str, ...], cell: _Cell) -> list[Finding]:
+                      shared: tuple[str, ...], targets: tuple[PyVersion, ...],
+                      compiled_sources: bool) -> list[Finding]:
+    """Every Python in ``targets`` (the wheel's users and the matrix's cells) must find a
+    variant of each extension module it can load."""
     if not shared:
-        return _no_extension(name, tags, cell.compiled_sources)
+        return _no_extension(name, tags, compiled_sources)
     modules: dict[str, list[str]] = {}
     for member in extensions:  # Python imports <dir>/<module> from any of its variants
         key = posixpath.join(posixpath.dirname(member), posixpath.basename(member).split(".")[0])
         modules.setdefault(key, []).append(member)
-    abi3 = sorted(str(t) for t in tags if t.abi == "abi3")
-    return [f for variants in modules.values() for f in _check_module(variants, abi3, cell)]
+    abi3 = sorted({f"{t.interpreter}-{t.abi}" for t in tags if t.abi == "abi3"})
+    return [f for variants in modules.values()
+            for f in _check_module(variants, abi3, targets)]
 
 
 def _no_extension(name: str, tags: frozenset[Tag], compiled_sources: bool) -> list[Finding]:
@@ -356,24 +396,32 @@ def _no_extension(name: str, tags: frozenset[Tag], compiled_sources: bool) -> li
     return []  # a pure Python wheel: nothing compiled to check
 
 
-def _check_module(variants: list[str], abi3: list[str], cell: _Cell) -> list[Finding]:
+def _check_module(variants: list[str], abi3: list[str],
+                  targets: tuple[PyVersion, ...]) -> list[Finding]:
     if any(_suffix(v) in (None, "abi3") for v in variants):  # loads on every CPython
         return []
-    missing = [p for p in cell.targets if not any(_loads_on(v, p) for v in variants)]
+    missing = [p for p in targets if not any(_loads_on(v, p) for v in variants)]
+    if not missing:
+        return []  # e.g. one .so per CPython the wheel admits (DeepGEMM's layout)
     file = variants[0]
-    built = " and ".join(_built_for(v) for v in variants)
-    if missing and abi3:
-        return [Finding(ERROR, file, f"{file} is built for {built} only, but the wheel is "
-                                     f"tagged abi3: it will not load on Python "
-                                     f"{_py_text(missing)}")]
-    if missing:
-        return [Finding(ERROR, file, f"{file} is built for {built} only: it will not load on "
-                                     f"Python {_py_text(missing)}, where this wheel is used")]
+    what = file if len(variants) == 1 else _module_name(file)
+    built = ", ".join(_built_for(v) for v in sorted(variants, key=_variant_order))
     if abi3:
-        return [Finding(WARNING, file, f"{file} is built for {built} only, but the wheel is "
-                                       f"tagged {', '.join(abi3)}: installers put it on other "
-                                       "Pythons, where it will not load")]
-    return []
+        return [Finding(ERROR, file, f"{what} is built for {built} only, tagged "
+                                     f"{', '.join(abi3)}: will not load on "
+                                     f"{_py_text(missing)}, which the wheel admits")]
+    return [Finding(ERROR, file, f"{what} is built for {built} only: it will not load on "
+                                 f"Python {_py_text(missing)}, where this wheel is used")]
+
+
+def _module_name(member: str) -> str:
+    """``pkg/_C.cpython-311-x86_64-linux-gnu.so`` -> ``pkg/_C``: the module, not one file."""
+    return posixpath.join(posixpath.dirname(member), posixpath.basename(member).split(".")[0])
+
+
+def _variant_order(member: str) -> tuple[int, int]:
+    match = _CPYTHON_SUFFIX.match(_suffix(member) or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (99, 99)
 
 
 # -- check 2: the ELF dependencies of each shared object ------------------------------------
@@ -449,7 +497,40 @@ def _check_shared_objects(archive: zipfile.ZipFile, contents: _Contents, tags: f
             continue
         findings += _check_binary(member, info, machines)
         findings += _check_needed(member, info, installed, contents.members, cell)
+        findings += _check_private_libstdcxx(archive, member, info)
     return findings
+
+
+# Defined by every copy of libstdc++: an extension that exports it carries its own copy.
+_LIBSTDCXX_MARKER = "_ZNSt6locale7classicEv"  # std::locale::classic()
+
+
+def _check_private_libstdcxx(archive: zipfile.ZipFile, member: str,
+                             info: ElfInfo) -> list[Finding]:
+    """An extension that links torch must share torch's libstdc++.so.6.
+
+    A toolchain that links libstdc++ statically (-static-libstdc++, or a compiler wrapper
+    that adds it) gives the extension a private copy. In the process it only partly wins:
+    the dynamic linker binds some symbols (the facet ids) to the libstdc++.so.6 that Python
+    and torch loaded, others stay private (std::locale's statics), and streams crash —
+    every TORCH_CHECK message that prints a number. Seen on a vendor CUDA image.
+    """
+    if "libstdc++.so.6" in info.needed or not any(
+            lib.startswith(("libtorch", "libc10")) for lib in info.needed):
+        return []
+    try:
+        with archive.open(member) as stream:
+            private = _LIBSTDCXX_MARKER in defined_symbols(stream, {_LIBSTDCXX_MARKER})
+    except (ElfError, OSError, EOFError, zipfile.BadZipFile):
+        return []  # check 2 already reports an unreadable ELF file
+    if not private:
+        return []
+    return [Finding(ERROR, member, (
+        f"{member} carries its own copy of libstdc++ (it defines std::locale::classic() and "
+        "does not need libstdc++.so.6), yet links torch, which uses the shared one: in one "
+        "process the two copies mix, and C++ streams crash (a TORCH_CHECK message that "
+        "prints a number segfaults); link libstdc++ dynamically (no -static-libstdc++; a "
+        "-lstdc++ of its own before the compiler's)"))]
 
 
 def _check_binary(member: str, info: ElfInfo, machines: set[int | None]) -> list[Finding]:
@@ -623,15 +704,28 @@ def _starts_as_elf(archive: zipfile.ZipFile, member: str) -> bool:
 
 
 def _no_gpu_code(name: str, cell: _Cell) -> list[Finding]:
-    if not cell.expect_gpu_code:
+    """A CUDA variant whose wheel carries no GPU code: its users get none of the kernels."""
+    if not cell.cuda_sources:
         return []  # no CUDA sources (a C++ extension, or kernels compiled at run time)
+    shown = ", ".join(cell.cuda_sources[:3]) + (
+        f" and {len(cell.cuda_sources) - 3} more" if len(cell.cuda_sources) > 3 else "")
+    ran = {True: "nvcc ran during the build, but ", False: "nvcc never ran during the build: ",
+           None: ""}[cell.nvcc_ran]
     suites = ", ".join(f"{suite!r} ({kind})" for suite, kind in cell.gpu_suites)
-    severity = ERROR if suites else WARNING
-    needed = f": the GPU suites {suites} would have nothing to run" if suites else ""
-    return [Finding(severity, name, (
-        f"no shared object in the wheel carries GPU code (no {'.nv_fatbin'} section), though "
-        f"CUDA sources were compiled against torch's CUDA {cell.torch_cuda}; the build left "
-        f"out its CUDA extension{needed}"))]
+    needed = f"; the GPU suites {suites} would have nothing to run" if suites else ""
+    if cell.cuda_code_optional:
+        return [Finding(NOTE, name, (
+            f"no shared object carries GPU code, though torch is a CUDA {cell.torch_cuda} "
+            f"build and the project has CUDA sources ({shown}); project.cuda_code: optional "
+            "says this variant may ship none"))]
+    return [Finding(ERROR, name, (
+        f"{ran}no shared object in the wheel carries GPU code (no .nv_fatbin section), though "
+        f"torch is a CUDA {cell.torch_cuda} build and the project has CUDA sources ({shown}): "
+        f"the build left its CUDA kernels out{needed}. The usual cause is a build script that "
+        "compiles CUDA only when it sees a GPU (torch.cuda.is_available() is False on a "
+        "builder without one): make it build CUDA whenever torch has it, or honour a switch "
+        "such as FORCE_CUDA=1 and set it (TORCH_CUDA_ARCH_LIST names the architectures); "
+        "project.cuda_code: optional, for a variant that legitimately ships no GPU code"))]
 
 
 def _runs_on(arch: GpuArch, kind: GpuKind) -> bool:

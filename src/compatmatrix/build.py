@@ -32,9 +32,17 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from . import _cmd
+from ._safeio import MiB, loads_strict, read_bounded, tagged_json
 from .project import BuildSystem, ProjectMeta, parse_metadata
 from .resolve import Sources, pin_line, uv_source_args
-from .toolchain import AUTO, Toolchain, ToolchainError, compile_env, prepare_toolchain
+from .toolchain import (
+    AUTO,
+    Toolchain,
+    ToolchainError,
+    compile_env,
+    nvcc_ran,
+    prepare_toolchain,
+)
 from .workdir import WorkDir, write_json_atomic
 
 __all__ = ["DEFAULT_CUDA_ARCHS", "BuildRequest", "BuildResult", "MetadataRequest",
@@ -75,7 +83,7 @@ class BuildResult:
     duration: float = 0.0
     unavailable: bool = False  # what the build needs is missing here (e.g. a matching nvcc)
     torch_cuda: str | None = None  # torch.version.cuda of the build torch
-    cuda_compiled: bool = False  # CUDA sources were compiled: the wheel must carry GPU code
+    cuda_compiled: bool = False  # nvcc ran during the build (its scripts say so)
     toolchain: dict[str, object] | None = None
 
 
@@ -148,9 +156,12 @@ def _cached(out: Path, build_dir: Path) -> BuildResult | None:
     info_path = out / "build.json"
     if not info_path.is_file():
         return None
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    wheel = out / info["wheel"]
-    if not wheel.is_file():
+    try:
+        info = loads_strict(read_bounded(info_path, MiB))
+        wheel = out / str(info["wheel"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # damaged: built again
+    if not isinstance(info, dict) or not wheel.is_file():
         return None
     return BuildResult(True, wheel, True, out.name, info.get("torch"),
                        tuple(Path(p) for p in info.get("torch_lib_dirs", [])),
@@ -191,7 +202,7 @@ def _build(request: BuildRequest, files: list[Path], digest: str, out: Path, bui
     os.replace(wheel.parent, out)
     return BuildResult(True, out / wheel.name, False, digest, torch_version,
                        _torch_lib_dirs(facts), torch_cuda=facts.cuda,
-                       cuda_compiled=toolchain is not None, toolchain=info["toolchain"])
+                       cuda_compiled=bool(info["cuda_compiled"]), toolchain=info["toolchain"])
 
 
 def _compile_wheel(request: BuildRequest, files: list[Path], digest: str, out: Path,
@@ -347,8 +358,9 @@ def _prepare_metadata(request: MetadataRequest, build_dir: Path, *, uv: Sequence
     done = _cmd.run([str(build_dir / "env" / "bin" / "python"), "-c", _PREPARE_METADATA, backend,
                      json.dumps(list(request.build_system.backend_path)), str(out)],
                     log=log, cwd=src, env=env, timeout=_left(deadline))
-    text = next((json.loads(line.split(" ", 1)[1]) for line in done.output.splitlines()
-                 if line.startswith("COMPATMATRIX-METADATA ")), None)
+    text = next((answer for line in done.output.splitlines()
+                 if line.startswith("COMPATMATRIX-METADATA ")
+                 for answer in _json_line(line.split(" ", 1)[1])), None)
     if not done.ok or not isinstance(text, str):
         why = "timed out" if done.timed_out else f"exit {done.returncode}"
         return MetadataResult(None, f"the build backend ({backend}) could not prepare the "
@@ -358,6 +370,14 @@ def _prepare_metadata(request: MetadataRequest, build_dir: Path, *, uv: Sequence
     except ValueError as exc:
         return MetadataResult(None, f"the build backend ({backend}) prepared metadata that "
                               f"cannot be read: {exc}")
+
+
+def _json_line(text: str) -> list[Any]:
+    """The JSON value of a subprocess's answer line, in a list; [] when it is not JSON."""
+    try:
+        return [loads_strict(text)]
+    except ValueError:
+        return []
 
 
 def _is_torch(requirement: str) -> bool:
@@ -386,7 +406,7 @@ def _build_info(request: BuildRequest, wheel: Path, torch_version: str | None,
         "wheel": wheel.name, "torch": torch_version, "build_key": request.build_key,
         "torch_lib_dirs": [str(p) for p in _torch_lib_dirs(facts)],
         "interpreter": str(request.interpreter), "torch_cuda": facts.cuda,
-        "cuda_compiled": toolchain is not None,
+        "cuda_compiled": toolchain is not None and nvcc_ran(toolchain.cuda_home),
         "toolchain": None if toolchain is None else {
             **toolchain.to_json(), "cuda_archs": list(request.cuda_archs)},
     }
@@ -418,9 +438,10 @@ print("COMPATMATRIX-TORCH " + json.dumps(facts))
 def read_torch_facts(python: Path, *, log: Path | None = None) -> TorchFacts:
     """torch's version and CUDA as the environment of ``python`` has them (no import)."""
     result = _cmd.run([str(python), "-c", _TORCH_FACTS], log=log, timeout=60)
-    for line in result.output.splitlines():
-        if line.startswith("COMPATMATRIX-TORCH "):
-            data = json.loads(line.split(" ", 1)[1])
+    for data in tagged_json(result.output.splitlines(), "COMPATMATRIX-TORCH "):
+        # a line of another shape (forged, garbled) is no answer: as if torch were not found
+        if all(isinstance(data.get(key), (str, type(None))) and "\0" not in (data.get(key) or "")
+               for key in ("version", "cuda", "root", "purelib")) and data.get("purelib"):
             return TorchFacts(data["version"], data["cuda"],
                               Path(data["root"]) if data["root"] else None,
                               Path(data["purelib"]))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audit import audit_wheel
+from .audit import Finding, audit_wheel
 from .build import (
     BuildRequest,
     BuildResult,
@@ -25,7 +25,7 @@ from .build import (
     read_torch_facts,
 )
 from .env import install_cell_env
-from .gpu import kind_problem
+from .gpu import cell_kind_problem
 from .identity import check_identity
 from .indexes import index_url_for
 from .inputs import ProjectDigests, cell_inputs
@@ -142,12 +142,26 @@ class _CellRun:
         return self.record
 
     def run(self) -> CellRecord:
+        self.audit_errors: tuple[Finding, ...] = ()
         for step in (self.interpreter, self.metadata, self.resolve, self.reuse, self.build,
                      self.audit, self.install, self.identity, self.suites):
             final = step()
             if final is not None:
-                return final
-        return self.end(Status.PASSED, None, "")
+                return self.audit_first(final)
+        return self.audit_first(self.end(Status.PASSED, None, ""))
+
+    def audit_first(self, final: CellRecord) -> CellRecord:
+        """The audit never hides test evidence: a wheel with audit errors is still installed
+        and tested, and the cell fails at ``audit`` with the suites' results in its record."""
+        if not self.audit_errors or final.reused:
+            return final
+        later = () if final.status is Status.PASSED else (
+            f"then {final.status.value} at {final.stage}: {final.reason}",)
+        more = len(self.audit_errors) - 1
+        reason = self.audit_errors[0].message + (
+            f" (and {more} more audit error{'s' * (more > 1)})" if more else "")
+        lines = tuple(f"{f.file}: {f.message}" for f in self.audit_errors)
+        return self.end(Status.FAILED, "audit", reason, (*lines, *later))
 
     # -- stages ---------------------------------------------------------------------------
 
@@ -310,21 +324,22 @@ class _CellRun:
         suites = self.ctx.matrix.suites
         report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
                              compiled_sources=self.ctx.digests.has_compiled_sources(),
+                             cuda_sources=self.ctx.digests.cuda_sources(),
+                             nvcc_ran=self.built.cuda_compiled,
+                             cuda_code_optional=self.ctx.matrix.project.cuda_code == "optional",
                              torch_version=self.built.torch_version,
                              torch_lib_dirs=self.built.torch_lib_dirs,
                              torch_cuda=self.built.torch_cuda,
                              gpu_suites={s.name: s.gpu for s in suites if s.gpu},
-                             expect_gpu_code=self.built.cuda_compiled)
+                             )
         self.durations["audit"] = time.monotonic() - start
         self.record = self.record.but(audit=report.to_json())
         log = self.log("audit")
         log.write_text("".join(f"{line}\n" for line in report.gpu_code_lines()) +
                        "".join(f"{f.severity}: {f.file}: {f.message}\n"
                                for f in report.findings), encoding="utf-8")
-        errors = [f for f in report.findings if f.severity == "error"]
-        if errors:
-            return self.end(Status.FAILED, "audit", errors[0].message,
-                            tuple(f"{f.file}: {f.message}" for f in errors))
+        # errors do not stop the cell: install, identity and suites still run (audit_first)
+        self.audit_errors = report.errors
         return None
 
     def install(self) -> CellRecord | None:
@@ -367,7 +382,11 @@ class _CellRun:
 
     def suites(self) -> CellRecord | None:
         ctx, results = self.ctx, {}
-        failed: list[SuiteResult] = []
+        outcomes: list[SuiteResult] = []
+        if not ctx.matrix.suites:
+            return self.end(Status.FAILED, "suites", "matrix.yaml defines no suites: no test "
+                            "ran, so nothing shows that the wheel works", (
+                                "add a suite, e.g. suites: {tests: {paths: [tests]}}",))
         for suite in ctx.matrix.suites:
             start = time.monotonic()
             outcome = run_suite(
@@ -375,20 +394,26 @@ class _CellRun:
                 junit=ctx.workdir.junit(self.cell.id, suite.name),
                 log=self.log(f"suite-{suite.name}"), workers=_workers(suite.workers, ctx.jobs),
                 timeout=float(suite.timeout or ctx.timeout("suite")),
-                gpu_problem=kind_problem(suite.gpu, ctx.gpus) if suite.gpu else None,
+                gpu_problem=cell_kind_problem(suite.gpu, self.cell.value("cuda"), ctx.gpus)
+                if suite.gpu else None,
                 env=_suite_env(ctx.env), venv=ctx.workdir.env(self.cell.id),
                 import_name=ctx.matrix.project.import_name)
             self.durations[f"suite:{suite.name}"] = time.monotonic() - start
             results[suite.name] = outcome.to_json()
-            if outcome.status == "failed":
-                failed.append(outcome)
+            outcomes.append(outcome)
         self.record = self.record.but(suites=results)
+        failed = [o for o in outcomes if o.status == "failed"]
         if failed:
             first = failed[0]
             return self.end(Status.FAILED, f"suite:{first.name}", first.reason,
                             first.first_errors)
+        if all(o.status == "not_run" for o in outcomes):
+            # nothing that proves nothing is green: not one test ran in this cell
+            return self.end(Status.UNAVAILABLE, f"suite:{outcomes[0].name}",
+                            "no test ran: " + "; ".join(f"{o.name}: {o.reason}"
+                                                        for o in outcomes),
+                            tuple(f"{o.name}: {o.reason}" for o in outcomes))
         return None
-
 
 def _workers(setting: str, jobs: int) -> int:
     return max(1, jobs) if setting == "auto" else int(setting)

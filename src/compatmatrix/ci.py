@@ -31,7 +31,7 @@ import yaml
 from .errors import CompatError
 from .gpu import KNOWN_KINDS
 from .plan import Cell, plan_cells
-from .spec import Matrix, Runner
+from .spec import SAFE_VALUE, SAFE_WORD, Matrix, Runner
 from .workdir import write_atomic
 
 __all__ = [
@@ -78,10 +78,11 @@ ACTIONS = {
 
 # Cell ids, axis names, runner labels, queues and file names: a shell word that is never an
 # option (no leading '-') nor a path of its own ('.', '..').
-_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-# Axis values: versions, specifiers, variants, extras. They reach YAML and JSON only, never a
-# shell line, but nothing that could mean something to a shell gets through either.
-_VALUE = re.compile(r"[A-Za-z0-9_.+*=<>!~,-]+")
+# Axis values (versions, specifiers, variants, extras) reach YAML and JSON only, never a shell
+# line, but nothing that could mean something to a shell gets through either. matrix.yaml's
+# parser refuses the same, with the place; this is the generator's own check.
+_WORD = SAFE_WORD
+_VALUE = SAFE_VALUE
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
 _KEY_MAX = 100  # Buildkite step keys: [a-zA-Z0-9_:-], at most 100 characters
 
@@ -248,7 +249,8 @@ def github_matrix(matrix: Matrix, part: tuple[int, int] | None = None) -> str:
                       f"GitHub Actions matrix may hold: ask for them in {count} parts "
                       f"(--part 1/{count} ... --part {count}/{count}), as the workflow from "
                       "`nox -s ci` does")
-    return json.dumps({"include": chosen}, sort_keys=True, separators=(",", ":"))
+    return json.dumps({"include": chosen}, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False)
 
 
 def _part(entries: list[dict[str, Any]], part: tuple[int, int]) -> list[dict[str, Any]]:

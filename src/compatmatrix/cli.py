@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import signal
 import sys
@@ -12,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._safeio import dumps_strict
 from ._table import format_table
 from .ci import (
     GITHUB_MATRIX_LIMIT,
@@ -29,7 +29,7 @@ from .plan import Cell, plan_cells
 from .progress import make_progress
 from .project import read_project
 from .publish import committed_file, current_branch, git_toplevel, publish
-from .report import Report, collect, load_report, write_report
+from .report import Report, collect, load_report, parse_report, write_report
 from .results import CellRecord, Status
 from .spec import NONE, Matrix, load_matrix
 from .workdir import WorkDir, report_dir, work_dir
@@ -229,11 +229,28 @@ def _date(text: str) -> dt.date:
 
 
 def _workdir(args: argparse.Namespace, matrix: Matrix) -> Path:
-    return work_dir(matrix.root, os.environ, args.workdir)
+    return _folder(work_dir(matrix.root, os.environ, args.workdir), "the work directory",
+                   "--workdir DIR or $COMPATMATRIX_WORKDIR")
 
 
 def _report_dir(args: argparse.Namespace, matrix: Matrix) -> Path:
-    return report_dir(matrix.root, os.environ, args.out)
+    return _folder(report_dir(matrix.root, os.environ, args.out), "the report folder",
+                   "--out DIR or $COMPATMATRIX_REPORTS")
+
+
+def _folder(path: Path, what: str, option: str) -> Path:
+    """``path``, which must be a folder when it exists (a file, /dev/null, a FIFO is not)."""
+    if os.path.lexists(path) and not path.is_dir():
+        raise UsageError(f"{what} {path} is not a folder; give a folder ({option}), or "
+                         "remove what is there")
+    return path
+
+
+def _write_report(report: Report, out: Path) -> list[Path]:
+    try:
+        return write_report(report, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {out}: {exc.strerror or exc}") from None
 
 
 def _sources(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
@@ -244,7 +261,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
     report = collect(matrix, _sources(args, matrix), commit=args.commit)
     out = _report_dir(args, matrix)
-    changed = write_report(report, out)
+    changed = _write_report(report, out)
     counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
     print(f"{len(report.cells)} cells: {counts}")
     print(f"report in {_short_path(out)}: " + (", ".join(p.name for p in changed) + " changed"
@@ -269,13 +286,14 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 def _baseline(args: argparse.Namespace, matrix: Matrix) -> tuple[Report | None, str]:
     if args.baseline is not None:
-        if not args.baseline.is_file():
+        if not os.path.lexists(args.baseline):
             raise UsageError(f"--baseline {args.baseline}: no such file")
         return load_report(args.baseline), str(args.baseline)
     committed = matrix.root / "reports" / "compatibility.json"
     from_git = committed_file(committed)
     if from_git is not None:
-        return Report.from_json(json.loads(from_git)), f"{_short_path(committed)} at git HEAD"
+        where = f"{_short_path(committed)} at git HEAD"
+        return parse_report(from_git, where), where
     if committed.is_file():
         return load_report(committed), _short_path(committed)
     return None, "none (no committed report): only required cells are checked"
@@ -283,14 +301,15 @@ def _baseline(args: argparse.Namespace, matrix: Matrix) -> tuple[Report | None, 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
-    out = (args.out or matrix.root / "reports").resolve()
+    out = _folder((args.out or matrix.root / "reports").resolve(), "the report folder",
+                  "--out DIR")
     repo = git_toplevel(matrix.root)
     branch = args.branch or current_branch(repo)
     sources = _sources(args, matrix)
 
     def regenerate() -> Report:
         report = collect(matrix, sources)
-        write_report(report, out)
+        _write_report(report, out)
         return report
 
     result = publish(repo=repo, out=out, regenerate=regenerate, remote=args.remote,
@@ -330,7 +349,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     cells = plan_cells(matrix)
     finder = _finder(matrix)
     if args.json:
-        print(json.dumps([_plan_json(cell, finder) for cell in cells], indent=2))
+        print(dumps_strict([_plan_json(cell, finder) for cell in cells], indent=2))
         return 0
     print(_plan_table(matrix, cells, finder))
     return 0
@@ -391,11 +410,22 @@ def _counts_line(records: Sequence[CellRecord]) -> str:
                                                            else "")
 
 
+REASON_WIDTH = 60
+
+
 def summary_table(records: Sequence[CellRecord], workdir: WorkDir) -> str:
-    rows = [[r.cell, r.status.value + (" (reused)" if r.reused else ""), r.stage or "",
-             (r.reason.splitlines() or [""])[0][:70], _short_path(workdir.logs(r.cell))]
-            for r in records]
-    return format_table(["cell", "status", "stage", "reason", "logs"], rows)
+    """The table, with reasons shortened to fit; below it, each shortened reason whole, so
+    that no cause is lost to the cut."""
+    rows, whole = [], []
+    for r in records:
+        reason = (r.reason.splitlines() or [""])[0]
+        short = reason if len(reason) <= REASON_WIDTH else reason[:REASON_WIDTH - 1] + "…"
+        if short != reason:
+            whole.append(f"{r.cell}: {reason}")
+        rows.append([r.cell, r.status.value + (" (reused)" if r.reused else ""), r.stage or "",
+                     short, _short_path(workdir.logs(r.cell))])
+    text = format_table(["cell", "status", "stage", "reason", "logs"], rows)
+    return text + ("\n\n" + "\n".join(whole) if whole else "")
 
 
 def _short_path(path: Path) -> str:

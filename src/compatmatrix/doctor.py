@@ -18,7 +18,6 @@ one is, 2 when the interpreter could not be inspected.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import textwrap
@@ -43,6 +42,7 @@ from ._doctor_extensions import (
 from ._doctor_finding import CHECKS, ERROR, SEVERITIES, WARNING, Finding
 from ._doctor_requirements import check_requirements
 from ._doctor_torch import Nvcc, TorchFacts, cuda_findings, nvcc_facts, torch_facts, torch_findings
+from ._safeio import dumps_strict
 from .gpu import Capabilities, gpu_capabilities
 
 __all__ = ["SCHEMA", "CannotInspect", "DoctorReport", "Finding", "diagnose", "format_report",
@@ -186,11 +186,11 @@ def run_doctor(python: Path | None, as_json: bool, env: Mapping[str, str],
         report = diagnose(python, env)
     except CannotInspect as error:
         if as_json:  # machines get an answer on stdout too; people read stderr
-            print(json.dumps({"schema": SCHEMA, "status": "cannot-inspect", "exit_code": 2,
+            print(dumps_strict({"schema": SCHEMA, "status": "cannot-inspect", "exit_code": 2,
                               "error": str(error)}, indent=2, sort_keys=True), file=out)
         raise
     if as_json:
-        print(json.dumps(report.to_json(), indent=2, sort_keys=True), file=out)
+        print(dumps_strict(report.to_json(), indent=2, sort_keys=True), file=out)
     else:
         print(format_report(report), file=out)
     return report.exit_code

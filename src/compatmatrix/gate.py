@@ -49,6 +49,8 @@ def evaluate(gate: Gate, current: Report, baseline: Report | None,
     notes: list[Verdict] = []
     quarantined = _QuarantineCheck(gate.quarantine, today)
     failures += _required(gate, current, quarantined)
+    failures += [Verdict(cell.id, f"the evidence cannot be trusted: {problem}", cell.reproduce)
+                 for cell in current.cells for problem in cell.evidence]
     for cell in current.cells:
         before = baseline.cell(cell.id) if baseline is not None else None
         passed = _effectively_passed(cell, quarantined)
@@ -124,20 +126,24 @@ def _effectively_passed(cell: CellReport, quarantined: _QuarantineCheck) -> bool
 
 
 def _describe(cell: CellReport) -> str:
+    if cell.status == "passed" and cell.problems:
+        more = len(cell.problems) - 1
+        return (f"passed, but its test evidence does not show it: {cell.problems[0]}"
+                + (f" (and {more} more)" if more else ""))
     stage = f" at {cell.stage}" if cell.stage else ""
     return f"{cell.status}{stage}" + (f": {_first(cell)}" if cell.reason else "")
 
 
 def _first(cell: CellReport) -> str:
     lines = [line for line in (cell.reason, *cell.details) if line.strip()]
-    return lines[0].strip()[:160] if lines else ""
+    return lines[0].strip() if lines else ""  # whole: its cause is often at its end
 
 
 def _resolver_reason(cell: CellReport) -> str:
     """uv's own words: the clause that names the conflicting pin, when there is one."""
     for line in cell.details:
         if "depends on" in line:
-            return re.sub(r"^\W*(cause:\s*)?", "", line.strip())[:200]
+            return re.sub(r"^\W*(cause:\s*)?", "", line.strip())
     return _first(cell)
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "KNOWN_KINDS",
     "Capabilities",
     "GpuKind",
+    "cell_kind_problem",
     "check_kind",
     "gpu_capabilities",
     "kind_problem",
@@ -130,6 +131,20 @@ def kind_problem(kind: str, capabilities: Sequence[tuple[str, str]]) -> str | No
     return f"{needs}; this machine has {_describe(capabilities)}"
 
 
+def cell_kind_problem(kind: str, variant: str | None,
+                      capabilities: Sequence[tuple[str, str]]) -> str | None:
+    """Why a suite that needs GPU ``kind`` cannot run in a cell of torch ``variant``, or None.
+
+    Only a torch that can use a GPU (a CUDA or ROCm variant; no cuda axis: PyPI's torch,
+    which is a CUDA build) runs such a suite: in a CPU cell it would only skip, also on a
+    machine that has the GPU.
+    """
+    if variant == "cpu":
+        return (f"needs GPU kind {check_kind(kind).name}; the cell's torch is a CPU build, "
+                "which cannot use a GPU")
+    return kind_problem(kind, capabilities)
+
+
 def _describe(capabilities: Sequence[tuple[str, str]]) -> str:
     counts = Counter(capabilities)
     return ", ".join(f"{n} x {name} ({cap})" if n > 1 else f"{name} ({cap})"
@@ -138,7 +153,7 @@ def _describe(capabilities: Sequence[tuple[str, str]]) -> str:
 
 def _parse_capability(text: str) -> tuple[int, int] | None:
     major, _, minor = text.strip().partition(".")
-    if not (major.isdigit() and minor.isdigit()):
+    if not (major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit()):
         return None  # "[N/A]" from drivers too old to report it
     return int(major), int(minor)
 

@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from . import _cmd
 from ._paths import import_outside
+from ._safeio import tagged_json
 from .spec import NONE, PREINSTALLED, is_specifier
 
 __all__ = ["IdentityResult", "check_identity", "expected_cuda", "same_torch"]
@@ -90,10 +91,13 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
     facts_run = _cmd.run([str(python), "-I", "-X", "faulthandler", "-c", _FACTS,
                           json.dumps(names)], log=log, cwd=cwd, timeout=timeout)
     facts = _tagged(facts_run.output, "COMPATMATRIX-FACTS")
-    if facts is None:
-        return IdentityResult(False, {}, (f"could not inspect the venv: exit "
-                                          f"{facts_run.returncode}",),
+    problem = _facts_problem(facts) if facts is not None else None
+    if facts is None or problem is not None:
+        why = (f"exit {facts_run.returncode}" if facts is None and not facts_run.timed_out
+               else "timed out" if facts is None else problem)
+        return IdentityResult(False, {}, (f"could not inspect the venv: {why}",),
                               _tail(facts_run.output))
+    facts = {key: value for key, value in facts.items() if key in _FACT_KEYS}
     running = facts.get("torch")
     mismatches = list(_mismatches(facts, cell_axes, package_axes))
     imported = _cmd.run([str(python), "-I", "-X", "faulthandler", "-c", _IMPORT, import_name,
@@ -103,8 +107,12 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
     import_error = ""
     if data is None:
         import_error = _import_error(imported)
+    elif not _import_answer_ok(data):
+        mismatches.append("the import check's answer is not what it prints (a forged or "
+                          "garbled COMPATMATRIX-IMPORT line)")
     else:
-        built = data.get("build_torch") or wheel_torch
+        build_torch = data.get("build_torch")
+        built = str(build_torch) if build_torch else wheel_torch
         if running and built and not same_torch(str(built), str(running)):
             mismatches.append(f"the extension was built against torch {built} "
                               f"but torch {running} is running")
@@ -191,10 +199,45 @@ def _variant_problem(variant: str, facts: Mapping[str, Any]) -> list[str]:
 
 
 def _tagged(output: str, tag: str) -> dict[str, Any] | None:
-    for line in output.splitlines():
-        if line.startswith(tag + " "):
-            value: dict[str, Any] = json.loads(line[len(tag) + 1:])
-            return value
+    """The first line's JSON object after ``tag``; None when there is no such line, or when
+    it is not a JSON object (a forged or garbled line is no answer)."""
+    found = tagged_json(output.splitlines(), tag + " ")
+    if found:
+        return found[0]
+    if any(line.startswith(tag + " ") for line in output.splitlines()):
+        return {_GARBLED: True}
+    return None
+
+
+_GARBLED = "compatmatrix:garbled"
+_FACT_TYPES: Mapping[str, tuple[type, ...]] = {
+    "python": (str,), "prefix": (str,), "torch": (str, type(None)),
+    "torch_cuda": (str, type(None)), "torch_hip": (str, type(None)),
+    "torch_path": (str, type(None)), "torch_error": (str,),
+}
+_FACT_KEYS = frozenset({*_FACT_TYPES, "packages"})  # what the record keeps of an answer
+
+
+def _import_answer_ok(data: Mapping[str, Any]) -> bool:
+    return (not data.get(_GARBLED)
+            and isinstance(data.get("module_file"), (str, type(None)))
+            and "\0" not in (data.get("module_file") or "")
+            and isinstance(data.get("build_torch"), (str, int, float, type(None))))
+
+
+def _facts_problem(facts: Mapping[str, Any]) -> str | None:
+    """Why ``facts`` is not what the facts script prints (a forged line), or None."""
+    if facts.get(_GARBLED):
+        return "its answer is not valid JSON (a forged or garbled COMPATMATRIX-FACTS line)"
+    wrong = [key for key, types in _FACT_TYPES.items()
+             if (key in facts or key == "python") and not isinstance(facts.get(key), types)]
+    packages = facts.get("packages")
+    if not isinstance(packages, dict) or not all(
+            isinstance(v, (str, type(None))) for v in packages.values()):
+        wrong.append("packages")
+    if wrong:
+        return (f"its answer has the wrong type for {', '.join(sorted(set(wrong)))} (a forged "
+                "or garbled COMPATMATRIX-FACTS line)")
     return None
 
 

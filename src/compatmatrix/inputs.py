@@ -24,6 +24,7 @@ from .spec import Matrix
 __all__ = ["COMPILED_SUFFIXES", "ProjectDigests", "cell_inputs"]
 
 COMPILED_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".cu", ".pyx")
+CUDA_SUFFIXES = (".cu", ".cuh")
 
 
 class ProjectDigests:
@@ -56,6 +57,10 @@ class ProjectDigests:
     def has_compiled_sources(self) -> bool:
         """C, C++ or CUDA sources: a wheel without an extension module lost them."""
         return any(f.suffix in COMPILED_SUFFIXES for f in self.files())
+
+    def cuda_sources(self) -> tuple[str, ...]:
+        """The project's CUDA sources (.cu, .cuh), relative to it."""
+        return tuple(str(f) for f in self.files() if f.suffix in CUDA_SUFFIXES)
 
     def source(self) -> str:
         digest: str = self._once("source", lambda: digest_files(self._matrix.project.path,

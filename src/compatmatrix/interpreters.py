@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from . import _cmd
 from ._envvars import expand_path
 
 __all__ = ["Interpreter", "InterpreterFinder", "override_variable"]
@@ -23,6 +23,7 @@ __all__ = ["Interpreter", "InterpreterFinder", "override_variable"]
 PROBE_TIMEOUT = 10.0
 _PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 _PATCH_DIR = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_VERSION_LINE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\Z")
 _UV_DIR = re.compile(r"^cpython-(\d+)\.(\d+)\.(\d+)-[^+]*$")
 
 
@@ -56,12 +57,14 @@ Probe = Callable[[Path], Optional[str]]
 def probe_version(path: Path, timeout: float = PROBE_TIMEOUT) -> str | None:
     """X.Y.Z reported by the executable, or None when it does not run within the timeout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYENV_VERSION"))}
-    try:
-        done = subprocess.run([str(path), "-I", "-c", _PROBE], capture_output=True, text=True,
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
+    # _cmd.run: the whole process group is killed on timeout, and a child left holding the
+    # output (a shim's daemon) cannot keep the probe waiting
+    done = _cmd.run([str(path), "-I", "-c", _PROBE], env=env, timeout=timeout)
+    if not done.ok:
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    versions = [line.strip() for line in done.output.splitlines()
+                if _VERSION_LINE.match(line.strip())]
+    return versions[-1] if versions else None
 
 
 class InterpreterFinder:

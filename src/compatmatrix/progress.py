@@ -31,7 +31,7 @@ def outcome(record: CellRecord) -> str:
     if record.stage:
         text += f" at {record.stage}"
     reason = (record.reason.splitlines() or [""])[0]
-    return text + (f": {reason[:100]}" if reason else "")
+    return text + (f": {reason}" if reason else "")  # whole: the cause is often at its end
 
 
 class _Counts:

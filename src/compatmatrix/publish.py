@@ -8,14 +8,13 @@ bounded number of times.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _cmd
 from .errors import CompatError
-from .report import Report
+from .report import Report, parse_report
 
 __all__ = ["PublishResult", "change_summary", "committed_file", "current_branch",
            "git_toplevel", "publish"]
@@ -119,8 +118,8 @@ class _Git:
         if not shown.ok:
             return None
         try:
-            return Report.from_json(json.loads(shown.output))
-        except (ValueError, KeyError, TypeError):
+            return parse_report(shown.output, f"{rel}/compatibility.json at git HEAD")
+        except CompatError:  # not a report: the commit message counts it as the first one
             return None
 
     def commit_only(self, rel: str, message: str) -> None:

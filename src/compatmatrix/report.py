@@ -10,9 +10,10 @@ everything is sorted.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,17 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ._junit_merge import JUnitEvidence, MergeEntry, inspect_junit, merge_junit, merged_text
-from .errors import CompatError, UsageError
+from ._safeio import MiB, dumps_strict, loads_strict, read_bounded
+from .errors import UsageError
 from .plan import Cell, plan_cells
-from .results import CellRecord, Status, read_record, reproduce_command
+from .results import (
+    CellRecord,
+    RecordError,
+    Status,
+    json_kind,
+    load_record,
+    reproduce_command,
+)
 from .spec import NONE, Matrix
 from .workdir import repository_root, write_atomic
 
@@ -38,6 +47,7 @@ __all__ = [
     "collect",
     "detail_lines",
     "load_report",
+    "parse_report",
     "pivot",
     "python_ranges",
     "resolver_reason",
@@ -118,11 +128,15 @@ class CellReport:
     # The repository root of the machine that ran the cell: its paths are shown relative to
     # it, in junit.xml too. Never serialised (a path on that machine).
     root: str = field(default="", compare=False, repr=False)
+    # What makes the cell's record itself untrustworthy: copies that disagree, a record
+    # that is not this cell's or cannot be read. Fails the gate, whatever the cell's status.
+    evidence: tuple[str, ...] = ()
 
     @property
     def problems(self) -> tuple[str, ...]:
-        """Honest-counting findings of every suite, as ``"<suite>: <finding>"``."""
-        return tuple(f"{s.name}: {p}" for s in self.suites for p in s.problems)
+        """The record's own problems, then the honest-counting findings of every suite, as
+        ``"<suite>: <finding>"``."""
+        return self.evidence + tuple(f"{s.name}: {p}" for s in self.suites for p in s.problems)
 
     @property
     def verified(self) -> bool:
@@ -136,7 +150,8 @@ class CellReport:
                 "resolved": self.resolved, "suites": [s.to_json() for s in self.suites],
                 "durations": self.durations, "wheel_reused": self.wheel_reused,
                 "built_with_torch": self.built_with_torch, "running_torch": self.running_torch,
-                "problems": list(self.problems), "verified": self.verified}
+                "evidence": list(self.evidence), "problems": list(self.problems),
+                "verified": self.verified}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CellReport:
@@ -149,6 +164,7 @@ class CellReport:
             durations={k: float(v) for k, v in data.get("durations", {}).items()},
             wheel_reused=bool(data.get("wheel_reused", False)),
             built_with_torch=data.get("built_with_torch"),
+            evidence=tuple(data.get("evidence", ())),
             running_torch=data.get("running_torch"))
 
 
@@ -194,7 +210,11 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
     """The report of the matrix's planned cells from what ``sources`` hold.
 
     Each source is laid out like a work directory (``results/``, ``junit/``), or holds such
-    folders one level down (CI artifacts). For a cell found twice, the later one wins.
+    folders one level down (CI artifacts). A cell found more than once counts once when the
+    copies are identical (a re-uploaded artifact) or agree on the verdict; copies that
+    disagree are never settled by "the last one wins": the worst verdict stands, with the
+    conflict as a problem that fails the gate. A record that cannot be read, or that is not
+    the cell its name says, leaves the cell missing, with that problem.
     """
     roots = [root for source in sources for root in _workdirs(source)]
     found, unreadable = _records(roots)
@@ -202,8 +222,13 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
     base = repository_root(matrix.root)
     for cell in plan_cells(matrix):
         reproduce = reproduce_command(matrix.path, cell.id, base)
-        if cell.id in found:
-            cells.append(_cell_report(matrix, cell, found[cell.id], reproduce))
+        copies = [f for f in found.get(cell.id, []) if not _foreign(cell, f, unreadable)]
+        if copies:
+            chosen, conflict = _settle(copies)
+            report = _cell_report(matrix, cell, chosen, reproduce)
+            if conflict:
+                report = replace(report, evidence=(conflict,))
+            cells.append(report)
         else:
             cells.append(_missing_cell(cell, unreadable.get(cell.id), reproduce))
     return Report(REPORT_SCHEMA, commit, tuple(axis.name for axis in matrix.axes),
@@ -212,24 +237,70 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
 
 def _workdirs(source: Path) -> list[Path]:
     if not source.is_dir():
-        raise UsageError(f"{source}: no such folder (expected a work directory or a folder "
+        what = "not a folder" if os.path.lexists(source) else "no such folder"
+        raise UsageError(f"{source}: {what} (expected a work directory or a folder "
                          "of CI artifacts holding results/)")
     if (source / "results").is_dir():
         return [source]
-    return sorted(child for child in source.iterdir() if (child / "results").is_dir())
+    try:
+        children = sorted(source.iterdir())
+    except OSError as exc:
+        raise UsageError(f"{source}: cannot list the folder: {exc.strerror}") from None
+    return [child for child in children if (child / "results").is_dir()]
 
 
-def _records(roots: Iterable[Path]) -> tuple[dict[str, _Found], dict[str, str]]:
-    found: dict[str, _Found] = {}
+def _records(roots: Iterable[Path]) -> tuple[dict[str, list[_Found]], dict[str, str]]:
+    found: dict[str, list[_Found]] = {}
     unreadable: dict[str, str] = {}
     for root in roots:
         for path in sorted((root / "results").glob("*.json")):
-            record = read_record(path)
-            if record is None:
-                unreadable[path.stem] = f"results/{path.name} is unreadable"
-            else:
-                found[record.cell] = _Found(record, root)
+            try:
+                record = load_record(path)
+            except RecordError as exc:  # the cell is missing, and the report says why
+                unreadable[path.stem] = (f"results/{path.name} is unreadable: {exc}; run the "
+                                         "cell again, or delete the file")
+                continue
+            if record.cell != path.stem:
+                unreadable[path.stem] = (f"results/{path.name} holds the record of cell "
+                                         f"{record.cell}, not {path.stem}; run the cell again, "
+                                         "or delete the file")
+                continue
+            found.setdefault(record.cell, []).append(_Found(record, root))
     return found, unreadable
+
+
+def _foreign(cell: Cell, copy: _Found, unreadable: dict[str, str]) -> bool:
+    """Whether a record's axes are not its cell's (a record copied or edited by hand)."""
+    axes = _axes(cell)
+    if copy.record.axes == axes:
+        return False
+    wrong = sorted(set(axes) | set(copy.record.axes))
+    shown = ", ".join(f"{name}={copy.record.axes.get(name)!s}" for name in wrong
+                      if copy.record.axes.get(name) != axes.get(name))
+    unreadable[cell.id] = (f"results/{cell.id}.json says {shown}, which is not cell {cell.id}; "
+                           "run the cell again, or delete the file")
+    return True
+
+
+_WORST = {"error": 0, "failed": 1, "unavailable": 2, "incompatible": 3, "passed": 4}
+
+
+def _settle(copies: list[_Found]) -> tuple[_Found, str]:
+    """One record for a cell found in several sources, and the conflict, if any."""
+    distinct: dict[str, _Found] = {}
+    for copy in copies:  # identical copies (a re-uploaded artifact) count once
+        key = json.dumps(copy.record.to_json(), sort_keys=True, default=str)
+        distinct.setdefault(key, copy)
+    unique = list(distinct.values())
+    verdicts = {(c.record.status.value, c.record.stage) for c in unique}
+    worst = min(unique, key=lambda c: _WORST.get(c.record.status.value, 0))
+    if len(verdicts) == 1:
+        return unique[0], ""
+    seen = ", ".join(sorted(f"{c.record.status.value}"
+                            + (f" at {c.record.stage}" if c.record.stage else "")
+                            + f" ({c.root.name}/results/{c.record.cell}.json)" for c in unique))
+    return worst, (f"conflicting records: {seen}; the worst stands (never the last one); "
+                   "rerun the cell, or remove the stale copy")
 
 
 def _axes(cell: Cell) -> dict[str, str | None]:
@@ -242,7 +313,7 @@ def _missing_cell(cell: Cell, why: str | None, reproduce: str) -> CellReport:
         reason=why or "no record: the cell has not run", details=(),
         reproduce=reproduce, build_key=cell.build_key, resolved={},
         suites=(), durations={}, wheel_reused=False, built_with_torch=None,
-        running_torch=None)
+        running_torch=None, evidence=(why,) if why else ())
 
 
 def _cell_report(matrix: Matrix, cell: Cell, found: _Found, reproduce: str) -> CellReport:
@@ -274,7 +345,9 @@ def _suites(matrix: Matrix, record: CellRecord,
     recorded = record.suites
     names = [n for n in planned if n in recorded]
     names += sorted(n for n in recorded if n not in planned)
-    summaries = [_suite(name, recorded[name], junit.get(name)) for name in names]
+    gpu = {suite.name: suite.gpu for suite in matrix.suites}
+    summaries = [_suite(name, recorded[name], junit.get(name), gpu.get(name))
+                 for name in names]
     if recorded or record.status is Status.PASSED:
         # a cell that reached its suites must account for every one of them
         summaries += [SuiteSummary(n, MISSING, "not in the record", 0, 0, 0, 0, 0,
@@ -283,11 +356,15 @@ def _suites(matrix: Matrix, record: CellRecord,
     return tuple(summaries)
 
 
-def _suite(name: str, data: Mapping[str, Any], junit: Path | None) -> SuiteSummary:
+def _suite(name: str, data: Mapping[str, Any], junit: Path | None,
+           gpu: str | None = None) -> SuiteSummary:
     status, reason = str(data.get("status", "")), str(data.get("reason", ""))
     counts = _counts(data)
     if status == "not_run":
-        return SuiteSummary(name, status, reason, *counts, junit=junit)
+        # A GPU suite without its GPU here is expected; any other suite that ran no test
+        # (every test skipped or deselected) proves nothing: the cell is not verified.
+        problems = () if gpu else (f"not run: {reason}",)
+        return SuiteSummary(name, status, reason, *counts, problems=problems, junit=junit)
     evidence = inspect_junit(junit)
     if evidence.problem:
         if status == "passed":  # never a pass without the file that shows it
@@ -521,8 +598,8 @@ def write_report(report: Report, out: Path) -> list[Path]:
 
     texts = {
         "compatibility.md": _report_md.render(report),
-        "compatibility.json": json.dumps(report.to_json(), indent=2, sort_keys=True,
-                                         ensure_ascii=False) + "\n",
+        "compatibility.json": dumps_strict(report.to_json(), indent=2, sort_keys=True,
+                                           ensure_ascii=False) + "\n",
         "compatibility.html": _report_html.render(report),
         "junit.xml": _scrub_all(merged_text(merge_junit(junit_entries(report))),
                                 {cell.root for cell in report.cells}),
@@ -561,17 +638,111 @@ def _same_bytes(path: Path, text: str) -> bool:
         return False
 
 
+MAX_REPORT_BYTES = 256 * MiB
+
+
 def load_report(path: Path) -> Report | None:
-    """A compatibility.json written by write_report; None when there is none."""
-    if not path.is_file():
+    """A compatibility.json written by write_report; None when there is none.
+
+    Anything else there — a folder or a FIFO (never opened), a file over MAX_REPORT_BYTES,
+    garbage, a JSON list, another schema, fields of the wrong types — is a UsageError
+    (exit 2) that names the file and says what to do.
+    """
+    if not os.path.lexists(path):
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("schema") != REPORT_SCHEMA:
-            raise ValueError(f"schema {data.get('schema')!r}, expected {REPORT_SCHEMA}")
+        data = read_bounded(path, MAX_REPORT_BYTES)
+    except OSError as exc:
+        raise _not_a_report(str(path), str(exc)) from None
+    return parse_report(data, str(path))
+
+
+def parse_report(text: str | bytes, where: str) -> Report:
+    """The report in ``text`` (a compatibility.json); UsageError naming ``where`` when it
+    is not one."""
+    try:
+        data = loads_strict(text)
+    except ValueError as exc:
+        raise _not_a_report(where, f"not JSON: {exc}") from None
+    problem = _report_problem(data)
+    if problem:
+        raise _not_a_report(where, problem)
+    try:
         return Report.from_json(data)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CompatError(f"{path}: not a readable compatibility report ({exc})") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        raise _not_a_report(where, str(exc)) from None
+
+
+def _not_a_report(where: str, why: str) -> UsageError:
+    return UsageError(f"{where}: not a readable compatibility report ({why}); point "
+                      "--baseline at a compatibility.json written by `compatmatrix report`, "
+                      "or regenerate and commit reports/")
+
+
+def _report_problem(data: object) -> str:
+    """What makes ``data`` not a report of this schema ("" when nothing): the shape that
+    Report.from_json and the gate rely on."""
+    if not isinstance(data, dict):
+        return f"{json_kind(data)}, not an object"
+    schema = data.get("schema")
+    if schema != REPORT_SCHEMA or isinstance(schema, bool):
+        return f"schema {schema!r}, expected {REPORT_SCHEMA}"
+    if not _strings(data.get("axes")):
+        return "'axes' is not a list of names"
+    if not isinstance(data.get("commit"), (str, type(None))):
+        return "'commit' is not a string"
+    cells = data.get("cells")
+    if not isinstance(cells, list):
+        return "'cells' is not a list"
+    for index, cell in enumerate(cells):
+        problem = _cell_problem(cell)
+        if problem:
+            return f"cells[{index}]: {problem}"
+    return ""
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _text_map(value: object, *, nullable: bool = False) -> bool:
+    kinds = (str, type(None)) if nullable else (str,)
+    return isinstance(value, dict) and all(isinstance(v, kinds) for v in value.values())
+
+
+def _cell_problem(cell: object) -> str:
+    if not isinstance(cell, dict):
+        return "not an object"
+    for key in ("id", "status"):
+        if not isinstance(cell.get(key), str):
+            return f"{key!r} is not a string"
+    if not _text_map(cell.get("axes"), nullable=True):
+        return "'axes' is not an object of values"
+    checks = (("stage", lambda v: isinstance(v, (str, type(None)))),
+              ("reason", lambda v: isinstance(v, str)), ("details", _strings),
+              ("reproduce", lambda v: isinstance(v, str)),
+              ("build_key", lambda v: isinstance(v, str)), ("resolved", _text_map),
+              ("durations", lambda v: isinstance(v, dict) and all(
+                  isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) < 1e300
+                  for x in v.values())),
+              ("built_with_torch", lambda v: isinstance(v, (str, type(None)))),
+              ("running_torch", lambda v: isinstance(v, (str, type(None)))),
+              ("suites", lambda v: isinstance(v, list) and all(_suite_shape(s) for s in v)))
+    for key, check in checks:
+        if key in cell and not check(cell[key]):
+            return f"{key!r} has the wrong type"
+    return ""
+
+
+def _suite_shape(suite: object) -> bool:
+    return (isinstance(suite, dict) and isinstance(suite.get("name"), str)
+            and isinstance(suite.get("status"), str)
+            and isinstance(suite.get("reason", ""), str)
+            and all(suite.get(key) is None or (isinstance(suite[key], int)
+                                               and not isinstance(suite[key], bool))
+                    for key in _COUNTS)
+            and all(_strings(suite.get(key, [])) for key in ("flaky", "problems",
+                                                               "failed_tests")))
 
 
 def junit_entries(report: Report) -> list[MergeEntry]:

@@ -8,6 +8,8 @@ and column.
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +59,7 @@ PREINSTALLED = "preinstalled"
 DEFAULT_CUDA_ARCHS: tuple[str, ...] = ("9.0",)
 KNOWN_CUDA_ARCHS = ("7.0", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "9.0a", "10.0", "10.0a",
                     "10.3", "10.3a", "11.0", "11.0a", "12.0", "12.0a", "12.1", "12.1a")
-_CUDA_ARCH_RE = re.compile(r"^(\d+\.\d+[af]?)(\+PTX)?$")
+_CUDA_ARCH_RE = re.compile(r"^([0-9]+\.[0-9]+[af]?)(\+PTX)?\Z")
 NVCC_WORDS = ("auto", "pypi")
 SPECIAL_AXES = ("python", "cuda", "extras")
 KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130",
@@ -65,16 +67,29 @@ KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "
 STAGES = ("metadata", "resolve", "build", "audit", "install", "identity", "suite")
 TOP_KEYS = ("version", "project", "axes", "include", "exclude", "indexes", "suites",
             "gate", "ci", "interpreters", "timeouts")
-_PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
-_VARIANT_RE = re.compile(r"^(cpu|cu\d{3,4}|rocm\d+(\.\d+)*)$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+# \Z, not $ (which also matches before a final newline), and [0-9], not \d (which also
+# matches other scripts' digits): neither "torch\n" nor "3.\u0661" is a name or a version.
+_PYTHON_RE = re.compile(r"^3\.[0-9]{1,2}\Z")
+_VARIANT_RE = re.compile(r"^(cpu|cu[0-9]{3,4}|rocm[0-9]+(\.[0-9]+)*)\Z")
+_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
+# Bounds on numbers and sizes: far beyond any real matrix, small enough that nothing
+# downstream (a subprocess timeout, a float, the planner) overflows or runs for days.
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600   # a week, per stage or suite
+MAX_CI_TIMEOUT_MINUTES = 7 * 24 * 60  # a week, per CI job
+MAX_PLANNED = 100_000  # combinations of the axes (before excludes)
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+MAX_WORKERS = 4096
 DEFAULT_TEST_REQUIRES: tuple[str, ...] = ("pytest>=7", "pytest-xdist>=3")
 _OPERATORS = ("==", "!=", "<=", ">=", "~=", "<", ">", "===")
+# What reaches a generated pipeline must be plain there: a runner label or queue is one word,
+# an axis value a version, specifier, variant or extras name. ci.py checks again on its own.
+SAFE_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+SAFE_VALUE = re.compile(r"[A-Za-z0-9_.+*=<>!~,-]+")
 # ci.install: the released package, once it is on the index the pipelines use
 DEFAULT_CI_INSTALL = "compatmatrix"
 # What a pip requirement, URL or path may hold and still be one safe shell word once quoted
 # and one plain YAML scalar: no quotes, $, backticks, ;, |, &, newlines.
-_INSTALL_RE = re.compile(r"^[A-Za-z0-9._\-@:/+=<>!~,\[\]# %]+$")
+_INSTALL_RE = re.compile(r"^[A-Za-z0-9._\-@:/+=<>!~,\[\]# %]+\Z")
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ class Project:
     test_requires: tuple[str, ...] = DEFAULT_TEST_REQUIRES
     cuda_archs: tuple[str, ...] = DEFAULT_CUDA_ARCHS  # TORCH_CUDA_ARCH_LIST of CUDA builds
     nvcc: str = "auto"  # auto, pypi, or a path (COMPATMATRIX_NVCC overrides it)
+    cuda_code: str = "required"  # or "optional": a CUDA variant may ship no GPU code
 
 
 @dataclass(frozen=True)
@@ -181,11 +197,15 @@ class Matrix:
 
 
 def load_matrix(path: Path) -> Matrix:
-    """Read and validate ``path``; raises SpecError (exit code 2) on any mistake."""
-    if not path.is_file():
+    """Read and validate ``path``; raises SpecError (exit code 2) on any mistake.
+
+    Only a regular UTF-8 file of at most 4 MiB is read: a folder, a FIFO or a device is
+    refused before it is opened (a FIFO would block), saying what it is.
+    """
+    if not os.path.lexists(path):
         raise SpecError(Location(path, 1, 1), "matrix file not found",
                         "pass --matrix FILE or run from the folder that holds matrix.yaml")
-    return parse_matrix(path.read_text(encoding="utf-8"), path)
+    return parse_matrix(_yaml.read_text(path), path)
 
 
 def parse_matrix(text: str, path: Path) -> Matrix:
@@ -228,14 +248,10 @@ def _check_version(value: YValue) -> None:
 def _parse_project(value: YValue, root: Path) -> Project:
     mapping = as_map(value, "project")
     check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr",
-                                    "test_requires", "cuda_archs", "nvcc"),
+                                    "test_requires", "cuda_archs", "nvcc", "cuda_code"),
                required=("path", "import"))
     rel = as_scalar_text(_get(mapping, "path"), "project.path")
-    path = (root / rel).resolve()
-    if not path.is_dir():
-        raise SpecError(_get(mapping, "path").at, f"project.path {rel!r} is not a folder",
-                        "give the folder that holds the package's pyproject.toml, "
-                        "relative to matrix.yaml")
+    path = _project_folder(rel, root, _get(mapping, "path").at)
     read_project(path, at=_get(mapping, "path").at)  # a setup mistake is found by plan too
     import_name = as_scalar_text(_get(mapping, "import"), "project.import")
     abi3_node = mapping.get("abi3")
@@ -255,7 +271,43 @@ def _parse_project(value: YValue, root: Path) -> Project:
         test_requires=test_requires,
         cuda_archs=_parse_cuda_archs(mapping.get("cuda_archs")),
         nvcc=_parse_nvcc(mapping.get("nvcc")),
+        cuda_code=_parse_choice(mapping.get("cuda_code"), "project.cuda_code",
+                                ("required", "optional")),
     )
+
+
+def _parse_choice(value: YValue | None, what: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first is the default)."""
+    if value is None:
+        return choices[0]
+    text = as_scalar_text(value, what)
+    if text not in choices:
+        raise SpecError(value.at, f"{what}: {text!r} is not one of {', '.join(choices)}",
+                        did_you_mean(text.lower(), choices))
+    return text
+
+
+def _project_folder(rel: str, root: Path, at: Location) -> Path:
+    hint = "give the folder that holds the package's pyproject.toml, relative to matrix.yaml"
+    if len(rel) > MAX_PATH_CHARS:
+        raise SpecError(at, f"project.path is {len(rel):,} characters long, more than a path "
+                        f"can be ({MAX_PATH_CHARS:,})", hint)
+    try:
+        path = (root / rel).resolve()
+        is_dir = path.is_dir()
+    except (OSError, ValueError, RuntimeError) as exc:  # too long, NUL, a symlink loop
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError(at, f"project.path {_short(rel)} cannot be used: {why}", hint) from None
+    if not is_dir:
+        raise SpecError(at, f"project.path {_short(rel)} is not a folder", hint)
+    return path
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``repr(text)``, cut to about ``limit`` characters for a message."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r} (and {len(text) - limit:,} more characters)"
 
 
 def _parse_cuda_archs(value: YValue | None) -> tuple[str, ...]:
@@ -354,6 +406,11 @@ def _parse_axes(value: YValue) -> tuple[Axis, ...]:
         values = tuple(_axis_value(kind, name, item) for item in seq.items)
         _check_duplicates(kind, name, seq, values)
         axes.append(Axis(name, kind, values))
+    combinations = math.prod(len(axis.values) for axis in axes)
+    if combinations > MAX_PLANNED:
+        raise SpecError(mapping.at, f"the axes make {combinations:,} combinations, more than "
+                        f"compatmatrix plans ({MAX_PLANNED:,})",
+                        "use fewer values per axis, or split the matrix into several files")
     return tuple(axes)
 
 
@@ -381,6 +438,12 @@ def _axis_value(kind: str, name: str, node: YValue) -> str:
 
 
 def _package_value(text: str, name: str, at: Location) -> str:
+    if not SAFE_VALUE.fullmatch(text):
+        raise SpecError(at, f"{text!r} is not a version or specifier for axis {name!r}: it "
+                        "holds characters that have no place in one (and could mean "
+                        "something to a shell or YAML in a generated pipeline)",
+                        "write an exact version ('2.13.0'), a specifier ('>=2.9,<2.10'), or "
+                        "'none'")
     if text.lower() == NONE:
         return NONE
     if text.lower() == PREINSTALLED:
@@ -520,8 +583,10 @@ def _parse_suite(name: str, mapping: YMap) -> Suite:
     workers = "1"
     if (node := mapping.get("workers")) is not None:
         workers = as_scalar_text(node, f"{what}.workers")
-        if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
-            raise SpecError(node.at, f"{what}.workers must be 'auto' or a number >= 1")
+        if workers != "auto" and not (re.fullmatch("[0-9]{1,4}", workers)
+                                      and 1 <= int(workers) <= MAX_WORKERS):
+            raise SpecError(node.at, f"{what}.workers must be 'auto' or a number from 1 to "
+                            f"{MAX_WORKERS}")
     gpu = None
     if (node := mapping.get("requires")) is not None:
         requires = as_map(node, f"{what}.requires")
@@ -540,7 +605,8 @@ def _parse_suite(name: str, mapping: YMap) -> Suite:
         workers=workers,
         gpu=gpu,
         args=args,
-        timeout=as_int(timeout, f"{what}.timeout", minimum=1) if timeout else None,
+        timeout=as_int(timeout, f"{what}.timeout", minimum=1, maximum=MAX_TIMEOUT_SECONDS,
+                       unit="s") if timeout else None,
     )
 
 
@@ -595,18 +661,40 @@ def _parse_ci(value: YValue | None) -> CIConfig:
             github = runner.get("github")
             buildkite = runner.get("buildkite")
             runners[key.text.lower()] = Runner(
-                github=as_str_list(github, f"ci.runners.{key.text}.github", allow_empty=False)
+                github=_safe_words(github, f"ci.runners.{key.text}.github")
                 if github is not None else (),
-                buildkite=as_scalar_text(buildkite, f"ci.runners.{key.text}.buildkite")
+                buildkite=_safe_word(buildkite, f"ci.runners.{key.text}.buildkite")
                 if buildkite is not None else None,
             )
     timeout = mapping.get("timeout_minutes")
     install = mapping.get("install")
     return CIConfig(
         runners=tuple(sorted(runners.items())),
-        timeout_minutes=as_int(timeout, "ci.timeout_minutes", minimum=1) if timeout else 90,
+        timeout_minutes=as_int(timeout, "ci.timeout_minutes", minimum=1,
+                               maximum=MAX_CI_TIMEOUT_MINUTES, unit="minutes")
+        if timeout else 90,
         install=_parse_install(install) if install is not None else DEFAULT_CI_INSTALL,
     )
+
+
+def _safe_word(node: YValue, what: str) -> str:
+    text = as_scalar_text(node, what)
+    if not SAFE_WORD.fullmatch(text):
+        raise SpecError(node.at, f"{what} {text!r} is not safe in a pipeline file",
+                        "runner labels and queues are words: letters, digits, '.', '_', '-', "
+                        "not starting with '.' or '-'")
+    return text
+
+
+def _safe_words(node: YValue, what: str) -> tuple[str, ...]:
+    words = as_str_list(node, what, allow_empty=False)
+    items = node.items if isinstance(node, YSeq) else [node]
+    for item, word in zip(items, words):
+        if not SAFE_WORD.fullmatch(word):
+            raise SpecError(item.at, f"{what}: {word!r} is not safe in a pipeline file",
+                            "runner labels are words: letters, digits, '.', '_', '-', not "
+                            "starting with '.' or '-'")
+    return words
 
 
 def _parse_install(node: YValue) -> str:
@@ -646,7 +734,8 @@ def _parse_timeouts(value: YValue | None) -> tuple[tuple[str, int], ...]:
         return ()
     mapping = as_map(value, "timeouts")
     check_keys(mapping, "timeouts", STAGES)
-    return tuple((key.text, as_int(node, f"timeouts.{key.text}", minimum=1))
+    return tuple((key.text, as_int(node, f"timeouts.{key.text}", minimum=1,
+                                   maximum=MAX_TIMEOUT_SECONDS, unit="s"))
                  for key, node in mapping.entries)
 
 

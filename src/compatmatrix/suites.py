@@ -9,6 +9,7 @@ every collected test is accounted for.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shlex
@@ -22,13 +23,16 @@ from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped, TestCa
 
 from . import _cmd
 from ._paths import import_outside
+from ._safeio import MiB, read_bounded
 from .spec import Suite
 
 __all__ = [
+    "MAX_JUNIT_BYTES",
     "STATUSES",
     "JUnitCase",
     "JUnitProblem",
     "SuiteResult",
+    "junit_bytes",
     "junit_key",
     "pytest_command",
     "read_junit",
@@ -43,6 +47,7 @@ _EXIT_MEANINGS = {2: "interrupted, e.g. a collection error", 3: "internal error"
                   4: "usage error"}
 # Written by the plugin; it cannot import this module (compatmatrix is not in the cell).
 _COLLECTED, _PROGRESS, _IMPORTED = "collected.txt", "progress.txt", "imported-"
+_DESELECTED = "deselected-"
 _LOCATION_LINE = re.compile(r"^\S+:\d+: ([A-Za-z_][\w.]*)$")
 
 
@@ -113,6 +118,7 @@ class JUnitProblem(Exception):
 
 
 _SEVERITY = {"failed": 3, "error": 2, "passed": 1, "skipped": 0}
+MAX_JUNIT_BYTES = 64 * MiB  # 2,000 test cases are about 1 MiB
 
 
 def read_junit(path: Path) -> tuple[JUnitCase, ...]:
@@ -121,13 +127,13 @@ def read_junit(path: Path) -> tuple[JUnitCase, ...]:
     A test id that appears twice (pytest writes a second case for a teardown error after a
     failure; reruns repeat a test) counts once, with its worst outcome.
     """
-    if not path.is_file():
-        raise JUnitProblem("JUnit file missing")
-    if path.stat().st_size == 0:
-        raise JUnitProblem("JUnit file is empty")
+    data = junit_bytes(path)
     try:
-        xml = JUnitXml.fromfile(str(path))
-    except (OSError, SyntaxError, JUnitXmlError) as exc:
+        xml = JUnitXml.fromfile(io.BytesIO(data))
+    except JUnitXmlError:  # junitparser's "Invalid format.": another root element
+        raise JUnitProblem("JUnit file unreadable (XML, but its root is neither "
+                           "<testsuites> nor <testsuite>)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise JUnitProblem(f"JUnit file unreadable ({exc})") from exc
     cases: dict[tuple[str, str], JUnitCase] = {}
     for suite in ([xml] if isinstance(xml, TestSuite) else xml):
@@ -139,6 +145,25 @@ def read_junit(path: Path) -> tuple[JUnitCase, ...]:
     return tuple(cases.values())
 
 
+def junit_bytes(path: Path) -> bytes:
+    """The bytes of a JUnit file, for a parser: JUnitProblem when it is missing, not a
+    regular file (a FIFO is never opened: it would block), over MAX_JUNIT_BYTES, empty, or
+    declares a DOCTYPE (entities; pytest never writes one, and entity expansion is how an
+    XML file of kilobytes becomes gigabytes)."""
+    if not os.path.lexists(path):
+        raise JUnitProblem("JUnit file missing")
+    try:
+        data = read_bounded(path, MAX_JUNIT_BYTES)
+    except OSError as exc:
+        raise JUnitProblem(f"JUnit file unreadable ({exc})") from None
+    if not data:
+        raise JUnitProblem("JUnit file is empty")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise JUnitProblem("JUnit file unreadable (it declares a DOCTYPE or entities, which "
+                           "JUnit files do not)")
+    return data
+
+
 def _junit_case(case: TestCase) -> JUnitCase:
     key = (case.classname or "", case.name or "")
     for kind, outcome in ((Failure, "failed"), (Error, "error")):
@@ -146,7 +171,7 @@ def _junit_case(case: TestCase) -> JUnitCase:
             if isinstance(result, kind):
                 return JUnitCase(key, outcome, _failure_line(result.message, result.text))
     if case.result and all(isinstance(r, Skipped) for r in case.result):
-        return JUnitCase(key, "skipped", "")
+        return JUnitCase(key, "skipped", str(case.result[0].message or "").strip()[:300])
     return JUnitCase(key, "passed", "")
 
 
@@ -297,6 +322,7 @@ class _Evidence:
     junit_problem: str
     collected: tuple[str, ...] | None  # node ids; None: the plugin recorded no collection
     unfinished: tuple[str, ...]  # started, never finished
+    deselected: int = 0  # tests collected and then deselected (-m, -k)
 
     @property
     def collected_count(self) -> int:
@@ -322,7 +348,16 @@ def _gather(done: _cmd.CommandResult, junit: Path, state: Path) -> _Evidence:
     collected_file = state / _COLLECTED
     collected = (tuple(collected_file.read_text(encoding="utf-8").splitlines())
                  if collected_file.is_file() else None)
-    return _Evidence(done, cases, problem, collected, _unfinished(state / _PROGRESS))
+    return _Evidence(done, cases, problem, collected, _unfinished(state / _PROGRESS),
+                     _deselected(state))
+
+
+def _deselected(state: Path) -> int:
+    counts = []
+    for path in state.glob(f"{_DESELECTED}*.txt"):
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        counts.append(int(text) if text.isdigit() else 0)
+    return max(counts, default=0)  # each xdist worker deselects the same tests
 
 
 def _unfinished(progress: Path) -> tuple[str, ...]:
@@ -339,6 +374,10 @@ def _unfinished(progress: Path) -> tuple[str, ...]:
 
 
 def _verdict(evidence: _Evidence, limit: float | None) -> tuple[str, str]:
+    deselected = evidence.deselected
+    if evidence.done.returncode == 5 and deselected:
+        # collected, then every test deselected (-m, -k in the suite's args): nothing ran
+        return "not_run", f"all {_plural(deselected, 'test')} deselected"
     problems = _process_problems(evidence.done, limit)
     if evidence.done.timed_out:
         return "failed", problems[0]  # nothing after a kill is worth a second clause
@@ -347,7 +386,17 @@ def _verdict(evidence: _Evidence, limit: float | None) -> tuple[str, str]:
         problems.append(evidence.junit_problem + exited)
     else:
         problems += _count_problems(evidence)
-    return ("failed", "; ".join(problems)) if problems else ("passed", "")
+    if problems:
+        return "failed", "; ".join(problems)
+    cases = evidence.cases or ()
+    if cases and all(case.outcome == "skipped" for case in cases):
+        # a suite whose every test skipped proves nothing: it is not passed
+        why = sorted({case.message for case in cases if case.message})
+        shown = "; ".join(why[:3]) + (f"; and {len(why) - 3} other reasons" if len(why) > 3
+                                      else "")
+        return "not_run", (f"all {_plural(len(cases), 'test')} skipped"
+                           + (f": {shown}" if shown else ""))
+    return "passed", ""
 
 
 def _process_problems(done: _cmd.CommandResult, limit: float | None) -> list[str]:

@@ -33,12 +33,14 @@ from . import _cmd
 
 __all__ = [
     "NVCC_ENV",
+    "NVCC_RAN",
     "Nvcc",
     "Toolchain",
     "ToolchainError",
     "compile_env",
     "find_nvcc",
     "mismatch",
+    "nvcc_ran",
     "nvcc_setting",
     "parse_nvcc_version",
     "prepare_toolchain",
@@ -48,7 +50,7 @@ __all__ = [
 NVCC_ENV = "COMPATMATRIX_NVCC"
 PYPI = "pypi"
 AUTO = "auto"
-_RELEASE = re.compile(r"release (\d+)\.(\d+)(?:, V(\d+\.\d+\.\d+))?")
+_RELEASE = re.compile(r"release (\d+)\.(\d+)(?:, V(\d+\.\d+\.\d+))?", re.ASCII)
 _PROBE_TIMEOUT = 60.0
 
 
@@ -135,7 +137,10 @@ def parse_include_dirs(dryrun: str) -> tuple[Path, ...]:
         name, _, value = line.removeprefix("#$ ").partition("=")
         if name not in ("INCLUDES", "SYSTEM_INCLUDES"):
             continue
-        words = shlex.split(value)
+        try:
+            words = shlex.split(value)
+        except ValueError:  # an unbalanced quote: not nvcc's own output, nothing to read
+            continue
         for before, word in zip(["", *words], words):
             folder = word[2:] if word.startswith("-I") and len(word) > 2 else (
                 word if before == "-isystem" else "")
@@ -241,6 +246,13 @@ def cudart(site_dirs: Sequence[Path], nvcc: Nvcc) -> Path | None:
     return None
 
 
+NVCC_RAN = "nvcc-ran"  # written into the CUDA_HOME by its nvcc scripts when they start
+
+
+def nvcc_ran(cuda_home: Path) -> bool:
+    return (cuda_home / NVCC_RAN).exists()
+
+
 def cuda_home(root: Path, nvcc: Nvcc, runtime: Path | None) -> Path:
     """A CUDA_HOME for torch's BuildExtension: ``bin/nvcc`` and ``lib64/libcudart.so``.
 
@@ -253,10 +265,14 @@ def cuda_home(root: Path, nvcc: Nvcc, runtime: Path | None) -> Path:
     (root / "lib64").mkdir()
     if nvcc.include_dirs:  # torch adds CUDA_HOME/include to every compile
         (root / "include").symlink_to(nvcc.include_dirs[0])
+    # Each script leaves NVCC_RAN behind when it starts: the build then knows whether nvcc
+    # ran at all (a setup.py that compiles CUDA only when it sees a GPU never starts it).
+    ran = shlex.quote(str(root / NVCC_RAN))
     script = root / "bin" / "nvcc"
-    script.write_text(f"#!/bin/sh\nexec {shlex.quote(str(nvcc.path))} \"$@\"\n",
+    script.write_text(f"#!/bin/sh\n: > {ran}\nexec {shlex.quote(str(nvcc.path))} \"$@\"\n",
                       encoding="utf-8")
     script.chmod(0o755)
+
     if runtime is not None:
         (root / "lib64" / "libcudart.so").symlink_to(runtime)
     return root
@@ -310,8 +326,13 @@ def compile_env(env: Mapping[str, str], toolchain: Toolchain,
     result["LIBRARY_PATH"] = _joined((home / "lib64",), env.get("LIBRARY_PATH"))
     result["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)
     ccache = shutil.which("ccache", path=env.get("PATH"))
-    if ccache:
-        result.setdefault("PYTORCH_NVCC", f"{ccache} {home / 'bin' / 'nvcc'}")
+    if ccache:  # torch's PYTORCH_NVCC, through ccache; a cache hit counts as a run too
+        wrapped = home / "bin" / "nvcc-ccache"
+        wrapped.write_text(f"#!/bin/sh\n: > {shlex.quote(str(home / NVCC_RAN))}\nexec "
+                           f"{shlex.quote(ccache)} {shlex.quote(str(home / 'bin' / 'nvcc'))} "
+                           "\"$@\"\n", encoding="utf-8")
+        wrapped.chmod(0o755)
+        result.setdefault("PYTORCH_NVCC", str(wrapped))
     # torch hands $CC to nvcc as -ccbin, which must name one program
     if result.get("CC", "").startswith("ccache "):
         del result["CC"]

@@ -16,7 +16,6 @@ Layout (default ``.compatmatrix/`` beside matrix.yaml, git-ignored)::
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _cmd
+from ._safeio import dumps_strict
 
 __all__ = ["REPORT_FILES", "WorkDir", "report_dir", "repository_root", "work_dir", "write_atomic",
            "write_json_atomic"]
@@ -121,7 +121,8 @@ _UMASK = _read_umask()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Strict JSON: a NaN or infinite float is written as null, never as NaN."""
+    write_atomic(path, dumps_strict(data, indent=2, sort_keys=True) + "\n")
 
 
 def repository_root(folder: Path) -> Path:
