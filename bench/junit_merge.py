@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compatmatrix._junit_merge import MergeEntry, inspect_junit, merge_junit, merged_text
+from compatmatrix.report.junit import MergeEntry, inspect_junit, merge_junit, merged_text
 
 
 def junit_file(cell: str, cases: int) -> str:

@@ -9,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from compatmatrix.plan import plan_cells
-from compatmatrix.spec import load_matrix
+from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.spec import load_matrix
 
 MATRIX = """
 version: 1

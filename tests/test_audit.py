@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix import _cmd
-from compatmatrix._elf import ElfError, read_elf, read_elf_file
-from compatmatrix._fatbin import FATBIN_MAGIC, read_gpu_archs, read_gpu_archs_in
-from compatmatrix.audit import ERROR, NOTE, WARNING, AuditReport, Finding, audit_wheel
+from compatmatrix.binary.elf import ElfError, read_elf, read_elf_file
+from compatmatrix.binary.fatbin import FATBIN_MAGIC, read_gpu_archs, read_gpu_archs_in
+from compatmatrix.host import cmd as _cmd
+from compatmatrix.stages.audit import ERROR, NOTE, WARNING, AuditReport, Finding, audit_wheel
 
 ARCH = platform.machine()
 ABI3 = f"cp39-abi3-linux_{ARCH}"

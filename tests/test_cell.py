@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix.orchestrate import make_context, run_cells
-from compatmatrix.results import CellRecord, Status, read_record
-from compatmatrix.spec import load_matrix
+from compatmatrix.model.record import CellRecord, Status, read_record
+from compatmatrix.model.spec import load_matrix
+from compatmatrix.run.scheduler import make_context, run_cells
 
 from .planted import make_project
 
@@ -170,7 +170,7 @@ def simple_index(root: Path, wheel: Path) -> str:
 
 
 def test_variant_from_a_local_index_folder(tmp_path: Path) -> None:
-    from compatmatrix.indexes import pip_config_find_links
+    from compatmatrix.host.indexes import pip_config_find_links
 
     wheels = [w for d in pip_config_find_links(os.environ) for w in
               Path(d).glob("torch-2.13.0+cpu-cp311-*.whl")]
@@ -217,7 +217,7 @@ def test_another_torch_extension_with_its_own_layout(tmp_path: Path) -> None:
 
 def test_a_conflict_of_pins_is_incompatible_even_with_the_variant_index_unreachable(
         tmp_path: Path) -> None:
-    from compatmatrix.indexes import pip_config_find_links
+    from compatmatrix.host.indexes import pip_config_find_links
 
     if not any(Path(d).glob("torch-2.13.0+cpu-cp311-*.whl")
                for d in pip_config_find_links(os.environ)):

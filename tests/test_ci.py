@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from compatmatrix.ci import (
+from compatmatrix.ci.pipelines import (
     BUILDKITE_PIPELINE,
     GITHUB_WORKFLOW,
     CIError,
@@ -30,9 +30,9 @@ from compatmatrix.ci import (
 )
 from compatmatrix.cli import main
 from compatmatrix.errors import SpecError
-from compatmatrix.plan import Cell, plan_cells
-from compatmatrix.results import CellRecord, Status
-from compatmatrix.spec import Axis, CIConfig, Runner, load_matrix
+from compatmatrix.model.plan import Cell, plan_cells
+from compatmatrix.model.record import CellRecord, Status
+from compatmatrix.model.spec import Axis, CIConfig, Runner, load_matrix
 
 from .conftest import make_package
 

@@ -58,9 +58,9 @@ def test_missing_matrix_file_exits_2(tmp_path: Path) -> None:
 
 def test_the_summary_never_cuts_a_reason_so_that_its_cause_is_lost(tmp_path: Path) -> None:
     from compatmatrix.cli import summary_table
-    from compatmatrix.progress import outcome
-    from compatmatrix.results import CellRecord, Status
-    from compatmatrix.workdir import WorkDir
+    from compatmatrix.model.record import CellRecord, Status
+    from compatmatrix.model.workdir import WorkDir
+    from compatmatrix.run.progress import outcome
 
     cause = "but the extension was built against torch 2.13.0+cpu and fails to load"
     long = "torch<3,>=2.4 admits torch 2.14.0, 2.12.0, " + cause

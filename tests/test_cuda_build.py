@@ -21,22 +21,9 @@ from typing import Any
 import pytest
 from junitparser import JUnitXml, Skipped
 
-from compatmatrix.build import (
-    BuildRequest,
-    _build_requirements,
-    _compile_env,
-    _digest,
-    read_torch_facts,
-)
-from compatmatrix.env import install_cell_env
 from compatmatrix.errors import SpecError
-from compatmatrix.identity import _preinstalled_problem, _version_problem
-from compatmatrix.interpreters import InterpreterFinder
-from compatmatrix.plan import plan_cells
-from compatmatrix.resolve import Sources, cell_requirements, resolve_cell
-from compatmatrix.sources import digest_files
-from compatmatrix.spec import DEFAULT_CUDA_ARCHS, PREINSTALLED, load_matrix
-from compatmatrix.toolchain import (
+from compatmatrix.host.interpreters import InterpreterFinder
+from compatmatrix.host.toolchain import (
     NVCC_ENV,
     Nvcc,
     Toolchain,
@@ -51,6 +38,20 @@ from compatmatrix.toolchain import (
     probe,
     pypi_requirements,
 )
+from compatmatrix.host.uv import Sources
+from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.spec import DEFAULT_CUDA_ARCHS, PREINSTALLED, load_matrix
+from compatmatrix.run.projectfiles import digest_files
+from compatmatrix.stages.build import (
+    BuildRequest,
+    _build_requirements,
+    _compile_env,
+    _digest,
+    read_torch_facts,
+)
+from compatmatrix.stages.identity import _preinstalled_problem, _version_problem
+from compatmatrix.stages.install import install_cell_env
+from compatmatrix.stages.resolve import cell_requirements, resolve_cell
 
 from .conftest import MINIMAL, WriteMatrix
 

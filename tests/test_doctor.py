@@ -24,9 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix._doctor_demangle import demangle, demangle_all
-from compatmatrix._doctor_env import Environment, Installer, probe, read_distributions
-from compatmatrix._doctor_extensions import (
+from compatmatrix.binary.demangle import demangle, demangle_all
+from compatmatrix.cli import main
+from compatmatrix.doctor.diagnose import diagnose, format_report
+from compatmatrix.doctor.environment import Environment, Installer, probe, read_distributions
+from compatmatrix.doctor.extensions import (
     Extension,
     Loaded,
     extension_findings,
@@ -34,9 +36,9 @@ from compatmatrix._doctor_extensions import (
     load_extensions,
     variant_findings,
 )
-from compatmatrix._doctor_finding import ERROR, INFO, WARNING, Finding
-from compatmatrix._doctor_requirements import check_requirements
-from compatmatrix._doctor_torch import (
+from compatmatrix.doctor.finding import ERROR, INFO, WARNING, Finding
+from compatmatrix.doctor.requirements import check_requirements
+from compatmatrix.doctor.torchcheck import (
     Nvcc,
     TorchFacts,
     cuda_findings,
@@ -44,11 +46,9 @@ from compatmatrix._doctor_torch import (
     torch_facts,
     torch_findings,
 )
-from compatmatrix.cli import main
-from compatmatrix.doctor import diagnose, format_report
-from compatmatrix.gpu import Capabilities, gpu_capabilities
-from compatmatrix.indexes import pip_config_find_links
-from compatmatrix.interpreters import InterpreterFinder
+from compatmatrix.host.gpu import Capabilities, gpu_capabilities
+from compatmatrix.host.indexes import pip_config_find_links
+from compatmatrix.host.interpreters import InterpreterFinder
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = [sys.executable, "-m", "uv"]

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from compatmatrix.cli import main
 from compatmatrix.errors import SpecError
-from compatmatrix.spec import STAGES, TOP_KEYS, Matrix, load_matrix, parse_matrix
+from compatmatrix.model.spec import STAGES, TOP_KEYS, Matrix, load_matrix, parse_matrix
 
 # --- the documents -------------------------------------------------------------------------
 

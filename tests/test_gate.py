@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from compatmatrix.gate import evaluate
-from compatmatrix.report import Report
-from compatmatrix.spec import Gate, Quarantine
+from compatmatrix.model.spec import Gate, Quarantine
+from compatmatrix.report.gate import evaluate
+from compatmatrix.report.model import Report
 
 from .conftest import make_package
 

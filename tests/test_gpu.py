@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix import gpu
-from compatmatrix.gpu import (
+from compatmatrix.host import gpu
+from compatmatrix.host.gpu import (
     Capabilities,
     cell_kind_problem,
     gpu_capabilities,

@@ -24,18 +24,20 @@ from typing import Any
 import pytest
 import yaml
 
-from compatmatrix import _cmd, _doctor_env
-from compatmatrix._doctor_env import CannotInspect, Environment, Installer
-from compatmatrix._doctor_extensions import Extension, load_extensions
-from compatmatrix._doctor_torch import torch_facts
-from compatmatrix._safeio import dumps_strict, loads_strict
-from compatmatrix.build import read_torch_facts
 from compatmatrix.cli import main
-from compatmatrix.gpu import gpu_capabilities, kind_problem
-from compatmatrix.identity import check_identity
-from compatmatrix.report import CellReport, Report, write_report
-from compatmatrix.results import CellRecord, Status, read_record
-from compatmatrix.toolchain import parse_include_dirs
+from compatmatrix.doctor import environment as _doctor_env
+from compatmatrix.doctor.environment import CannotInspect, Environment, Installer
+from compatmatrix.doctor.extensions import Extension, load_extensions
+from compatmatrix.doctor.torchcheck import torch_facts
+from compatmatrix.host import cmd as _cmd
+from compatmatrix.host.gpu import gpu_capabilities, kind_problem
+from compatmatrix.host.safeio import dumps_strict, loads_strict
+from compatmatrix.host.toolchain import parse_include_dirs
+from compatmatrix.model.record import CellRecord, Status, read_record
+from compatmatrix.report.model import CellReport, Report
+from compatmatrix.report.write import write_report
+from compatmatrix.stages.build import read_torch_facts
+from compatmatrix.stages.identity import check_identity
 
 from .conftest import make_package
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix._paths import import_outside
-from compatmatrix.identity import _version_problem, same_torch
+from compatmatrix.host.paths import import_outside
+from compatmatrix.stages.identity import _version_problem, same_torch
 
 
 @pytest.mark.parametrize(("built", "running", "same"), [

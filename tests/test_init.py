@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 
 from compatmatrix.cli import main
+from compatmatrix.host.interpreters import InterpreterFinder
 from compatmatrix.init import TorchIndex, run_init
 from compatmatrix.init.inspect import ProjectFileError, inspect_project
 from compatmatrix.init.install import InstallRequirement, install_requirement
 from compatmatrix.init.versions import ask_torch
-from compatmatrix.interpreters import InterpreterFinder
-from compatmatrix.plan import plan_cells
-from compatmatrix.spec import Matrix, load_matrix, parse_matrix
+from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.spec import Matrix, load_matrix, parse_matrix
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from compatmatrix.interpreters import InterpreterFinder, override_variable, probe_version
+from compatmatrix.host.interpreters import InterpreterFinder, override_variable, probe_version
 
 quick_probe = functools.partial(probe_version, timeout=2.0)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from compatmatrix.errors import UsageError
-from compatmatrix.orchestrate import make_context, run_cells, select_cells
-from compatmatrix.plan import plan_cells
-from compatmatrix.results import CellRecord, Status, read_record
-from compatmatrix.spec import load_matrix
+from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.record import CellRecord, Status, read_record
+from compatmatrix.model.spec import load_matrix
+from compatmatrix.run.scheduler import make_context, run_cells, select_cells
 
 from .planted import make_project
 

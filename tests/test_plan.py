@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import re
 
-from compatmatrix.plan import cell_id, matches, plan_cells
-from compatmatrix.spec import NONE, load_matrix
+from compatmatrix.model.plan import cell_id, matches, plan_cells
+from compatmatrix.model.spec import NONE, load_matrix
 
 from .conftest import WriteMatrix
 

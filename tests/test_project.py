@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix.build import MetadataRequest, prepare_metadata
 from compatmatrix.errors import Location, SpecError
-from compatmatrix.orchestrate import uv_command
-from compatmatrix.project import (
+from compatmatrix.host.uv import Sources, uv_command
+from compatmatrix.model.project import (
     LEGACY_BACKEND,
     ProjectMeta,
     marker_environment,
@@ -20,9 +19,9 @@ from compatmatrix.project import (
     parse_metadata,
     read_project,
 )
-from compatmatrix.resolve import Sources
-from compatmatrix.sources import digest_files, source_files
-from compatmatrix.workdir import WorkDir
+from compatmatrix.model.workdir import WorkDir
+from compatmatrix.run.projectfiles import digest_files, source_files
+from compatmatrix.stages.build import MetadataRequest, prepare_metadata
 
 ENV = marker_environment("3.11.7")
 

@@ -35,8 +35,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from compatmatrix.indexes import pip_config_find_links
-from compatmatrix.interpreters import InterpreterFinder
+from compatmatrix.host.indexes import pip_config_find_links
+from compatmatrix.host.interpreters import InterpreterFinder
 
 pytestmark = pytest.mark.slow
 

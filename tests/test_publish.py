@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from compatmatrix.publish import change_summary, publish
-from compatmatrix.report import Report
+from compatmatrix.report.model import Report
+from compatmatrix.report.publish import change_summary, publish
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}

@@ -12,22 +12,16 @@ from typing import Any
 import pytest
 from junitparser import JUnitXml
 
-from compatmatrix._junit_merge import MergeEntry, inspect_junit, merge_junit
 from compatmatrix.errors import CompatError
-from compatmatrix.gate import evaluate
-from compatmatrix.plan import Cell, plan_cells
-from compatmatrix.report import (
-    REPORT_FILES,
-    Report,
-    collect,
-    load_report,
-    python_ranges,
-    resolver_reason,
-    unavailable_facts,
-    write_report,
-)
-from compatmatrix.spec import Matrix, parse_matrix
-from compatmatrix.suites import write_not_run_junit
+from compatmatrix.model.plan import Cell, plan_cells
+from compatmatrix.model.spec import Matrix, parse_matrix
+from compatmatrix.report.collect import collect
+from compatmatrix.report.gate import evaluate
+from compatmatrix.report.junit import MergeEntry, inspect_junit, merge_junit
+from compatmatrix.report.model import REPORT_FILES, Report, load_report
+from compatmatrix.report.views import python_ranges, resolver_reason, unavailable_facts
+from compatmatrix.report.write import write_report
+from compatmatrix.stages.suites import write_not_run_junit
 
 from .conftest import make_package
 

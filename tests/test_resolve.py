@@ -6,18 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix.plan import plan_cells
-from compatmatrix.project import ProjectMeta, marker_environment
-from compatmatrix.resolve import (
-    Sources,
+from compatmatrix.host.uv import Sources, involves_missing
+from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.project import ProjectMeta, marker_environment
+from compatmatrix.model.spec import load_matrix
+from compatmatrix.stages.resolve import (
     _failure,
     axis_conflict,
     cell_requirements,
-    involves_missing,
     unwanted_pins,
     wheel_requirement_problems,
 )
-from compatmatrix.spec import load_matrix
 
 from .conftest import MINIMAL, WriteMatrix
 
@@ -132,7 +131,7 @@ def test_wheel_requirements_are_checked_against_the_lock() -> None:
 
 
 def test_matrix_path_helpers_stay_relative(tmp_path: Path) -> None:
-    from compatmatrix.results import reproduce_command
+    from compatmatrix.model.record import reproduce_command
 
     matrix = tmp_path / "proj" / "matrix.yaml"
     assert reproduce_command(matrix, "c") == f"compatmatrix run --matrix {matrix} --cell c"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix.sources import digest_files, source_files
-from compatmatrix.workdir import REPORT_FILES, WorkDir
+from compatmatrix.model.workdir import REPORT_FILES, WorkDir
+from compatmatrix.run.projectfiles import digest_files, source_files
 
 PROJECT = {
     "setup.py": "from setuptools import setup\nsetup()\n",

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from compatmatrix.errors import SpecError
-from compatmatrix.spec import NONE, load_matrix, package_requirement
+from compatmatrix.model.spec import NONE, load_matrix, package_requirement
 
 from .conftest import MINIMAL, WriteMatrix
 

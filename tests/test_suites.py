@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix import suites
-from compatmatrix.spec import Suite
-from compatmatrix.suites import SuiteResult, junit_key, read_junit, run_suite
+from compatmatrix.model.spec import Suite
+from compatmatrix.stages import suites
+from compatmatrix.stages.suites import SuiteResult, junit_key, read_junit, run_suite
 
 CELL = "py3.11-torch2.13.0-cpu"
 slow = pytest.mark.slow  # runs pytest in a real venv (about a second each)
@@ -272,7 +272,7 @@ def test_result_round_trips_through_json() -> None:
 
 
 def test_plugin_writes_the_files_the_runner_reads() -> None:
-    source = Path(suites.__file__).with_name("_pytest_plugin.py").read_text()
+    source = suites.PLUGIN_SOURCE.read_text()
     assert f'COLLECTED = "{suites._COLLECTED}"' in source
     assert f'PROGRESS = "{suites._PROGRESS}"' in source
 

@@ -10,10 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from ._safeio import dumps_strict
-from ._table import format_table
-from .ci import (
+from compatmatrix import __version__
+from compatmatrix._table import format_table
+from compatmatrix.ci.pipelines import (
     GITHUB_MATRIX_LIMIT,
     buildkite_steps,
     github_matrix,
@@ -21,18 +20,21 @@ from .ci import (
     stale_pipelines,
     write_pipelines,
 )
-from .errors import CompatError, UsageError
-from .gate import evaluate
-from .interpreters import InterpreterFinder
-from .orchestrate import make_context, run_cells, select_cells
-from .plan import Cell, plan_cells
-from .progress import make_progress
-from .project import read_project
-from .publish import committed_file, current_branch, git_toplevel, publish
-from .report import Report, collect, load_report, parse_report, write_report
-from .results import CellRecord, Status
-from .spec import NONE, Matrix, load_matrix
-from .workdir import WorkDir, report_dir, work_dir
+from compatmatrix.errors import CompatError, UsageError
+from compatmatrix.host.interpreters import InterpreterFinder
+from compatmatrix.host.safeio import dumps_strict
+from compatmatrix.model.plan import Cell, plan_cells
+from compatmatrix.model.project import read_project
+from compatmatrix.model.record import CellRecord, Status
+from compatmatrix.model.spec import NONE, Matrix, load_matrix
+from compatmatrix.model.workdir import WorkDir, report_dir, work_dir
+from compatmatrix.report.collect import collect
+from compatmatrix.report.gate import evaluate
+from compatmatrix.report.model import Report, load_report, parse_report
+from compatmatrix.report.publish import committed_file, current_branch, git_toplevel, publish
+from compatmatrix.report.write import write_report
+from compatmatrix.run.progress import make_progress
+from compatmatrix.run.scheduler import make_context, run_cells, select_cells
 
 __all__ = ["main"]
 
@@ -195,13 +197,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import run_doctor  # imported on use: no other command needs it
+    from compatmatrix.doctor.diagnose import (
+        run_doctor,  # imported on use: no other command needs it
+    )
 
     return run_doctor(args.python, args.json, os.environ)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from .init import run_init  # imported on use: no other command needs it
+    from compatmatrix.init import run_init  # imported on use: no other command needs it
 
     return run_init(args.path, env=os.environ)
 

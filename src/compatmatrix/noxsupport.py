@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 import nox
 
-from .cli import main
-from .errors import CompatError
-from .plan import plan_cells
-from .spec import Matrix, load_matrix
+from compatmatrix.cli import main
+from compatmatrix.errors import CompatError
+from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.spec import Matrix, load_matrix
 
 __all__ = ["register_cell_sessions"]
 

@@ -21,14 +21,21 @@ from typing import Callable, TextIO
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ..errors import CompatError, SpecError, UsageError
-from ..interpreters import InterpreterFinder, override_variable
-from ..plan import plan_cells
-from ..spec import parse_matrix
-from .inspect import ProjectFacts, ProjectFileError, TestFolder, inspect_project
-from .install import InstallRequirement, install_requirement
-from .render import Axis, Draft, Exclude, Suite, Variant, render_matrix, render_noxfile
-from .versions import (
+from compatmatrix.errors import CompatError, SpecError, UsageError
+from compatmatrix.host.interpreters import InterpreterFinder, override_variable
+from compatmatrix.host.uv import uv_command
+from compatmatrix.init.inspect import ProjectFacts, ProjectFileError, TestFolder, inspect_project
+from compatmatrix.init.install import InstallRequirement, install_requirement
+from compatmatrix.init.render import (
+    Axis,
+    Draft,
+    Exclude,
+    Suite,
+    Variant,
+    render_matrix,
+    render_noxfile,
+)
+from compatmatrix.init.versions import (
     CudaBuild,
     TorchAnswers,
     TorchIndex,
@@ -40,6 +47,8 @@ from .versions import (
     table_cuda_build,
     table_releases,
 )
+from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.spec import parse_matrix
 
 __all__ = ["InstallRequirement", "TorchIndex", "install_requirement", "run_init"]
 
@@ -343,8 +352,6 @@ def _gate_cell(pythons: Sequence[str], torch: _Torch) -> tuple[tuple[str, str], 
 
 
 def _uv(env: Mapping[str, str]) -> tuple[str, ...]:
-    from ..orchestrate import uv_command  # imported on use: it pulls in the cell pipeline
-
     return uv_command(env)
 
 

@@ -24,7 +24,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from ..errors import Location, UsageError
+from compatmatrix.errors import Location, UsageError
 
 if sys.version_info >= (3, 11):
     import tomllib

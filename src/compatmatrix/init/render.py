@@ -12,7 +12,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .. import __version__
+from compatmatrix import __version__
 
 __all__ = [
     "Axis",

@@ -17,9 +17,9 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from .. import _cmd
-from ..interpreters import InterpreterFinder
-from ..resolve import NETWORK, UNSATISFIABLE, parse_pins
+from compatmatrix.host import cmd as _cmd
+from compatmatrix.host.interpreters import InterpreterFinder
+from compatmatrix.host.uv import NETWORK, UNSATISFIABLE, parse_pins
 
 __all__ = [
     "PYTHONS",

@@ -1,0 +1,1 @@
+"""Reading compiled files without tools: ELF, CUDA fat binaries, C++ symbol names."""

@@ -1,0 +1,1 @@
+"""The GitHub Actions and Buildkite pipelines generated from the matrix."""

@@ -1,0 +1,1 @@
+"""`compatmatrix doctor`: the diagnosis of an installed environment."""

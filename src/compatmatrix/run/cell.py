@@ -1,0 +1,442 @@
+"""One cell, end to end: resolve -> build -> audit -> install -> identity -> suites -> record.
+
+Each stage either hands its result to the next or ends the cell with a record that names the
+stage and a reason a person understands. A bug in compatmatrix becomes status ``error`` for
+this cell only; the record is always written, atomically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compatmatrix.host.gpu import cell_kind_problem
+from compatmatrix.host.indexes import index_url_for
+from compatmatrix.host.interpreters import InterpreterFinder
+from compatmatrix.host.toolchain import NVCC_ENV, nvcc_setting
+from compatmatrix.host.uv import Sources, choose_sources
+from compatmatrix.model.plan import Cell
+from compatmatrix.model.project import (
+    ProjectMeta,
+    StaticProject,
+    marker_environment,
+    parse_metadata,
+)
+from compatmatrix.model.record import CellRecord, Status, read_record, reproduce_command
+from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix
+from compatmatrix.model.workdir import WorkDir
+from compatmatrix.run.inputs import ProjectDigests, cell_inputs
+from compatmatrix.stages.audit import Finding, audit_wheel
+from compatmatrix.stages.build import (
+    BuildRequest,
+    BuildResult,
+    MetadataRequest,
+    build_wheel,
+    prepare_metadata,
+    read_torch_facts,
+)
+from compatmatrix.stages.identity import check_identity
+from compatmatrix.stages.install import install_cell_env
+from compatmatrix.stages.resolve import (
+    Resolution,
+    axis_conflict,
+    cell_extras,
+    cell_requirements,
+    resolve_cell,
+    torch_requirement,
+    unwanted_pins,
+    wheel_requirement_problems,
+)
+from compatmatrix.stages.suites import SuiteResult, run_suite
+
+__all__ = ["DEFAULT_TIMEOUTS", "Cancelled", "RunContext", "StageHook", "run_cell"]
+
+StageHook = Callable[[str, str], None]  # (cell id, stage) when a stage starts
+
+
+class Cancelled(Exception):
+    """The run was interrupted: this cell leaves no record, the next run redoes it."""
+
+DEFAULT_TIMEOUTS = {"metadata": 1200, "resolve": 600, "build": 3600, "audit": 300, "install": 1200,
+                    "identity": 300, "suite": 1800}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a cell run needs; built once per invocation and passed down."""
+
+    matrix: Matrix
+    cells: tuple[Cell, ...]
+    workdir: WorkDir
+    project: StaticProject  # read once; metadata from the build backend comes per build key
+    repo_root: Path  # the repository matrix.yaml is in (or its folder): reports relative to it
+    env: Mapping[str, str]
+    finder: InterpreterFinder
+    uv: tuple[str, ...]
+    find_links: tuple[str, ...]
+    jobs: int
+    gpus: tuple[tuple[str, str], ...]
+    digests: ProjectDigests
+    force: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def timeout(self, stage: str) -> float:
+        return float(dict(self.matrix.timeouts).get(stage, DEFAULT_TIMEOUTS[stage]))
+
+
+def run_cell(ctx: RunContext, cell: Cell, on_stage: StageHook | None = None) -> CellRecord:
+    """Run one cell and write its record. Raises Cancelled (writing nothing) on interrupt."""
+    record = _base_record(ctx, cell)
+    try:
+        record = _CellRun(ctx, cell, record, on_stage).run()
+    except Cancelled:
+        raise
+    except Exception:
+        log = ctx.workdir.log(cell.id, "error")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        record = record.but(status=Status.ERROR, reason="compatmatrix itself failed "
+                            "(a bug: please report it with this log)",
+                            details=tuple(traceback.format_exc().splitlines()[-3:]),
+                            logs={**record.logs, "error": str(log)})
+    if ctx.cancel.is_set():  # killed subprocesses look like failures: do not record them
+        raise Cancelled(cell.id)
+    record.write(ctx.workdir.record(cell.id))
+    return record
+
+
+def _base_record(ctx: RunContext, cell: Cell) -> CellRecord:
+    axes = {name: (None if value == NONE else value) for name, value in cell.axes}
+    return CellRecord(cell=cell.id, axes=axes, status=Status.ERROR, build_key=cell.build_key,
+                      reproduce=reproduce_command(ctx.matrix.path, cell.id),
+                      root=str(ctx.repo_root))
+
+
+class _CellRun:
+    """The stages of one cell; each method returns a final record or None to go on."""
+
+    def __init__(self, ctx: RunContext, cell: Cell, record: CellRecord,
+                 on_stage: StageHook | None) -> None:
+        self.ctx, self.cell, self.record = ctx, cell, record
+        self.on_stage = on_stage
+        self.durations: dict[str, float] = {}
+        self.logs: dict[str, str] = {}
+
+    def log(self, stage: str) -> Path:
+        if self.ctx.cancel.is_set():
+            raise Cancelled(self.cell.id)
+        if self.on_stage is not None:
+            self.on_stage(self.cell.id, stage)
+        path = self.ctx.workdir.log(self.cell.id, stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("", encoding="utf-8")
+        self.logs[stage] = str(path)
+        return path
+
+    def end(self, status: Status, stage: str | None, reason: str,
+            details: tuple[str, ...] = ()) -> CellRecord:
+        self.record = self.record.but(status=status, stage=stage, reason=reason,
+                                      details=details, durations=dict(self.durations),
+                                      logs=dict(self.logs))
+        return self.record
+
+    def run(self) -> CellRecord:
+        self.audit_errors: tuple[Finding, ...] = ()
+        for step in (self.interpreter, self.metadata, self.resolve, self.reuse, self.build,
+                     self.audit, self.install, self.identity, self.suites):
+            final = step()
+            if final is not None:
+                return self.audit_first(final)
+        return self.audit_first(self.end(Status.PASSED, None, ""))
+
+    def audit_first(self, final: CellRecord) -> CellRecord:
+        """The audit never hides test evidence: a wheel with audit errors is still installed
+        and tested, and the cell fails at ``audit`` with the suites' results in its record."""
+        if not self.audit_errors or final.reused:
+            return final
+        later = () if final.status is Status.PASSED else (
+            f"then {final.status.value} at {final.stage}: {final.reason}",)
+        more = len(self.audit_errors) - 1
+        reason = self.audit_errors[0].message + (
+            f" (and {more} more audit error{'s' * (more > 1)})" if more else "")
+        lines = tuple(f"{f.file}: {f.message}" for f in self.audit_errors)
+        return self.end(Status.FAILED, "audit", reason, (*lines, *later))
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def interpreter(self) -> CellRecord | None:
+        found = self.ctx.finder.find(self.cell.python)
+        if found.path is None:
+            return self.end(Status.UNAVAILABLE, "resolve", found.problem)
+        self.python = found.path
+        self.environment = marker_environment(found.full_version or f"{self.cell.python}.0")
+        self.record = self.record.but(interpreter=f"{found.path} ({found.full_version})")
+        return None
+
+    def reuse(self) -> CellRecord | None:
+        """The previous record, when nothing this cell depends on has changed."""
+        ctx = self.ctx
+        inputs = cell_inputs(ctx.matrix, ctx.digests, axes=dict(self.cell.axes),
+                             build_key=self.cell.build_key,
+                             interpreter=str(self.record.interpreter),
+                             pins=self.record.resolved, gpus=ctx.gpus,
+                             machine=self.machine_inputs())
+        self.record = self.record.but(inputs=inputs)
+        previous = read_record(ctx.workdir.record(self.cell.id))
+        if (ctx.force or previous is None or previous.inputs != inputs
+                or previous.status is Status.ERROR):
+            return None
+        if self.on_stage is not None:
+            self.on_stage(self.cell.id, "reused")
+        return previous.but(reused=True)
+
+    @property
+    def torch_preinstalled(self) -> bool:
+        return self.cell.value("torch") == PREINSTALLED
+
+    def machine_inputs(self) -> dict[str, str]:
+        """What the cell depends on beyond the matrix: the nvcc forced, the interpreter's torch."""
+        found = {}
+        if self.ctx.env.get(NVCC_ENV):
+            found["nvcc"] = self.ctx.env[NVCC_ENV]
+        if self.torch_preinstalled:
+            facts = read_torch_facts(self.python)
+            found["torch"] = f"{facts.version} {facts.root}"
+        return found
+
+    def metadata(self) -> CellRecord | None:
+        """The project's name and requirements: static from pyproject.toml, or from the build
+        backend in this cell's build environment (setup.py imports the cell's torch)."""
+        ctx = self.ctx
+        self.index_url = index_url_for(ctx.matrix.indexes, self.cell.value("cuda"))
+        self.sources: Sources = choose_sources(self.index_url, ctx.find_links)
+        if ctx.project.meta is not None:
+            self.meta: ProjectMeta = ctx.project.meta
+            return None
+        torch = self.cell.value("torch") or NONE
+        request = MetadataRequest(
+            build_key=self.cell.build_key, project=ctx.matrix.project.path,
+            files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
+            interpreter=self.python, build_system=ctx.project.build_system,
+            torch_requirement=None if torch in (NONE, PREINSTALLED) else
+            torch_requirement(torch, self.cell.value("cuda"), self.sources.index_url),
+            sources=self.sources, torch_preinstalled=self.torch_preinstalled)
+        log = self.log("metadata")
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write(f"[compatmatrix] {ctx.project.why_dynamic}: asking the build backend "
+                         f"({ctx.project.build_system.backend})\n")
+        result = prepare_metadata(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
+                                  log=log, timeout=ctx.timeout("metadata"))
+        self.durations["metadata"] = result.duration
+        if result.meta is None:
+            return self.end(Status.FAILED, "metadata", result.reason, result.details)
+        self.meta = result.meta
+        return None
+
+    def resolve(self) -> CellRecord | None:
+        ctx, log = self.ctx, self.log("resolve")
+        if self.sources.note:
+            with log.open("a", encoding="utf-8") as handle:
+                handle.write(f"[compatmatrix] {self.sources.note}; using find-links only\n")
+        conflict = axis_conflict(ctx.matrix, self.cell, self.meta, self.environment)
+        if conflict is not None:  # a proof from metadata: nothing to ask an index
+            # it depends only on the inputs (no index was asked), so it is reused like a
+            # record that got further
+            return self.reuse() or self.end(Status.INCOMPATIBLE, "resolve", conflict,
+                                            (conflict,))
+        project_reqs = self.meta.requirements(cell_extras(self.cell), self.environment)
+        reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url)
+        result: Resolution = resolve_cell(
+            reqs, uv=ctx.uv, interpreter=self.python, sources=self.sources,
+            lock=ctx.workdir.lock(self.cell.id), log=log, env=ctx.env,
+            timeout=ctx.timeout("resolve"),
+            preinstalled=("torch",) if self.torch_preinstalled else ())
+        self.durations["resolve"] = result.duration
+        self.record = self.record.but(resolved=result.pins, requirements=list(reqs))
+        if result.status == "ok":
+            unwanted = unwanted_pins(ctx.matrix, self.cell, result.pins)
+            if unwanted is None:
+                return None
+            self.record = self.record.but(inputs="")
+            return self.end(Status.INCOMPATIBLE, "resolve", unwanted, (unwanted,))
+        self.record = self.record.but(inputs="")  # nothing to compare: resolve again next time
+        status = {"incompatible": Status.INCOMPATIBLE,
+                  "unavailable": Status.UNAVAILABLE}.get(result.status, Status.FAILED)
+        reason = {"incompatible": "the pins cannot be installed together",
+                  "unavailable": "a package index or build is not available here"}.get(
+            result.status, "uv could not resolve the requirements")
+        return self.end(status, "resolve", reason, tuple(result.explanation.splitlines()))
+
+    def build(self) -> CellRecord | None:
+        ctx = self.ctx
+        torch = self.record.resolved.get("torch")
+        project = ctx.matrix.project
+        request = BuildRequest(
+            build_key=self.cell.build_key, project=project.path,
+            files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
+            interpreter=self.python, torch_version=torch,
+            build_requires=ctx.project.build_requires, sources=self.sources, jobs=ctx.jobs,
+            cuda_archs=project.cuda_archs, nvcc=nvcc_setting(project.nvcc, ctx.env),
+            torch_preinstalled=self.torch_preinstalled)
+        result: BuildResult = build_wheel(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
+                                          log=self.log("build"), timeout=ctx.timeout("build"))
+        self.durations["build"] = result.duration
+        self.built = result
+        self.record = self.record.but(
+            wheel=str(result.wheel) if result.wheel else None, wheel_reused=result.reused,
+            built_with_torch=result.torch_version)
+        if not result.ok:
+            if result.unavailable:  # e.g. no matching nvcc: try again once one is installed
+                self.record = self.record.but(inputs="")
+                return self.end(Status.UNAVAILABLE, "build", result.reason, result.details)
+            return self.end(Status.FAILED, "build", result.reason, result.details)
+        return self.check_wheel_metadata()
+
+    def check_wheel_metadata(self) -> CellRecord | None:
+        """What was resolved came from the metadata read before the build; the wheel's own
+        METADATA is the truth. A requirement of the wheel the lock does not satisfy means the
+        build changed the metadata (setup.py reading its environment), and the cell would not
+        test what users get."""
+        assert self.built.wheel is not None
+        try:
+            built = parse_metadata(read_wheel_metadata(self.built.wheel), "the wheel")
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None  # the audit reports an unreadable wheel
+        skip = ("torch",) if self.torch_preinstalled else ()
+        problems = wheel_requirement_problems(
+            built.requirements(cell_extras(self.cell), self.environment),
+            self.record.resolved, self.environment, skip=skip)
+        if not problems:
+            return None
+        return self.end(Status.FAILED, "build", f"the built wheel's metadata differs from what "
+                        f"was resolved: {problems[0]}", (*problems, (
+                            f"the requirements were read from {self.meta.origin} before the "
+                            "build; the build produced others (does setup.py compute them "
+                            "from its environment?)")))
+
+    def audit(self) -> CellRecord | None:
+        start = time.monotonic()
+        assert self.built.wheel is not None
+        # every Python of the cells that share this wheel: an abi3 wheel claims to load on all
+        pythons = sorted({c.python for c in self.ctx.cells
+                          if c.build_key == self.cell.build_key}, key=_version_key)
+        suites = self.ctx.matrix.suites
+        report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
+                             compiled_sources=self.ctx.digests.has_compiled_sources(),
+                             cuda_sources=self.ctx.digests.cuda_sources(),
+                             nvcc_ran=self.built.cuda_compiled,
+                             cuda_code_optional=self.ctx.matrix.project.cuda_code == "optional",
+                             torch_version=self.built.torch_version,
+                             torch_lib_dirs=self.built.torch_lib_dirs,
+                             torch_cuda=self.built.torch_cuda,
+                             gpu_suites={s.name: s.gpu for s in suites if s.gpu},
+                             )
+        self.durations["audit"] = time.monotonic() - start
+        self.record = self.record.but(audit=report.to_json())
+        log = self.log("audit")
+        log.write_text("".join(f"{line}\n" for line in report.gpu_code_lines()) +
+                       "".join(f"{f.severity}: {f.file}: {f.message}\n"
+                               for f in report.findings), encoding="utf-8")
+        # errors do not stop the cell: install, identity and suites still run (audit_first)
+        self.audit_errors = report.errors
+        return None
+
+    def install(self) -> CellRecord | None:
+        ctx = self.ctx
+        assert self.built.wheel is not None
+        result = install_cell_env(
+            ctx.workdir.env(self.cell.id), interpreter=self.python, wheel=self.built.wheel,
+            lock=ctx.workdir.lock(self.cell.id), sources=self.sources, uv=ctx.uv, env=ctx.env,
+            log=self.log("install"), timeout=ctx.timeout("install"),
+            system_site_packages=self.torch_preinstalled)
+        self.durations["install"] = result.duration
+        self.venv_python = result.python
+        if not result.ok:
+            return self.end(Status.FAILED, "install", result.reason, result.details)
+        return None
+
+    def identity(self) -> CellRecord | None:
+        start = time.monotonic()
+        matrix = self.ctx.matrix
+        result = check_identity(
+            self.venv_python, cell_axes=dict(self.cell.axes),
+            package_axes=[a.name for a in matrix.axes if a.kind == "package"],
+            import_name=matrix.project.import_name,
+            build_torch_attr=matrix.project.build_torch_attr,
+            wheel_torch=self.built.torch_version, log=self.log("identity"),
+            timeout=self.ctx.timeout("identity"), venv=self.ctx.workdir.env(self.cell.id),
+            cwd=self.ctx.workdir.neutral(self.cell.id))
+        self.durations["identity"] = time.monotonic() - start
+        self.record = self.record.but(identity=result.to_json(),
+                                      built_with_torch=result.built_with_torch,
+                                      running_torch=result.running_torch)
+        if result.import_error:
+            return self.end(Status.FAILED, "identity",
+                            f"{matrix.project.import_name} does not import (built against "
+                            f"torch {result.built_with_torch}, running torch "
+                            f"{result.running_torch})", tuple(result.import_error.splitlines()))
+        if result.mismatches:
+            return self.end(Status.FAILED, "identity", result.mismatches[0], result.mismatches)
+        return None
+
+    def suites(self) -> CellRecord | None:
+        ctx, results = self.ctx, {}
+        outcomes: list[SuiteResult] = []
+        if not ctx.matrix.suites:
+            return self.end(Status.FAILED, "suites", "matrix.yaml defines no suites: no test "
+                            "ran, so nothing shows that the wheel works", (
+                                "add a suite, e.g. suites: {tests: {paths: [tests]}}",))
+        for suite in ctx.matrix.suites:
+            start = time.monotonic()
+            outcome = run_suite(
+                suite, python=self.venv_python, cell_id=self.cell.id, root=ctx.matrix.root,
+                junit=ctx.workdir.junit(self.cell.id, suite.name),
+                log=self.log(f"suite-{suite.name}"), workers=_workers(suite.workers, ctx.jobs),
+                timeout=float(suite.timeout or ctx.timeout("suite")),
+                gpu_problem=cell_kind_problem(suite.gpu, self.cell.value("cuda"), ctx.gpus)
+                if suite.gpu else None,
+                env=_suite_env(ctx.env), venv=ctx.workdir.env(self.cell.id),
+                import_name=ctx.matrix.project.import_name)
+            self.durations[f"suite:{suite.name}"] = time.monotonic() - start
+            results[suite.name] = outcome.to_json()
+            outcomes.append(outcome)
+        self.record = self.record.but(suites=results)
+        failed = [o for o in outcomes if o.status == "failed"]
+        if failed:
+            first = failed[0]
+            return self.end(Status.FAILED, f"suite:{first.name}", first.reason,
+                            first.first_errors)
+        if all(o.status == "not_run" for o in outcomes):
+            # nothing that proves nothing is green: not one test ran in this cell
+            return self.end(Status.UNAVAILABLE, f"suite:{outcomes[0].name}",
+                            "no test ran: " + "; ".join(f"{o.name}: {o.reason}"
+                                                        for o in outcomes),
+                            tuple(f"{o.name}: {o.reason}" for o in outcomes))
+        return None
+
+def _workers(setting: str, jobs: int) -> int:
+    return max(1, jobs) if setting == "auto" else int(setting)
+
+
+def _suite_env(env: Mapping[str, str]) -> dict[str, str]:
+    # The suites must see only the venv: no PYTHONPATH from the caller, no user site, and not
+    # the working directory (the project's root, where a source tree would shadow the wheel;
+    # Python >= 3.11 honours PYTHONSAFEPATH, the pytest plugin does the same for older ones).
+    return {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME")} | {
+        "PYTHONNOUSERSITE": "1", "PYTHONSAFEPATH": "1"}
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def read_wheel_metadata(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist()
+                    if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+        return archive.read(name).decode("utf-8")

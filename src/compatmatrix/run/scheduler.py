@@ -1,0 +1,167 @@
+"""Run cells: build the context once, select cells, run each, return their records."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from compatmatrix.errors import UsageError, did_you_mean
+from compatmatrix.host import cmd as _cmd
+from compatmatrix.host.gpu import gpu_capabilities
+from compatmatrix.host.indexes import expand_find_links
+from compatmatrix.host.interpreters import InterpreterFinder
+from compatmatrix.host.uv import uv_command
+from compatmatrix.model.plan import Cell, plan_cells
+from compatmatrix.model.project import read_project
+from compatmatrix.model.record import CellRecord, Status
+from compatmatrix.model.spec import NONE, Matrix
+from compatmatrix.model.workdir import REPORT_FILES, WorkDir, report_dir, repository_root
+from compatmatrix.run.cell import Cancelled, RunContext, run_cell
+from compatmatrix.run.inputs import ProjectDigests
+from compatmatrix.run.progress import LineProgress, Progress
+
+__all__ = ["make_context", "run_cells", "select_cells"]
+
+
+
+
+def make_context(matrix: Matrix, workdir: Path, env: Mapping[str, str],
+                 jobs: int | None = None, *, force: bool = False,
+                 reports: Path | None = None) -> RunContext:
+    """Everything the cells share, computed once. ``reports``: where the report goes (default
+    as ``compatmatrix report``); like the work directory, never build input."""
+    project = read_project(matrix.project.path)  # a setup mistake stops here, exit 2
+    work = WorkDir(workdir.resolve())
+    work.ensure()
+    reports = (reports or report_dir(matrix.root, env)).resolve()
+    exclude = (work.root, *(reports / name for name in REPORT_FILES))
+    return RunContext(
+        matrix=matrix, cells=tuple(plan_cells(matrix)), workdir=work, project=project,
+        repo_root=repository_root(matrix.root),
+        env=dict(env), finder=InterpreterFinder(env, dict(matrix.interpreters)),
+        uv=uv_command(env), find_links=tuple(expand_find_links(matrix.indexes, env)),
+        jobs=jobs or os.cpu_count() or 1, gpus=gpu_capabilities(env),
+        digests=ProjectDigests(matrix, exclude, env), force=force)
+
+
+def select_cells(cells: Sequence[Cell], ids: Sequence[str] = (),
+                 selects: Sequence[str] = ()) -> list[Cell]:
+    """Cells by id or glob (any of ``ids``) and by axis value (all of ``selects``,
+    each ``axis=glob``), in plan order; a pattern that matches nothing is a usage error."""
+    chosen = list(cells)
+    if ids:
+        wanted: set[str] = set()
+        for pattern in ids:
+            matched = {c.id for c in cells if fnmatch.fnmatchcase(c.id, pattern)}
+            if not matched:
+                raise UsageError(f"no cell matches {pattern!r}; "
+                                 + did_you_mean(pattern, [c.id for c in cells])
+                                 + "\n  'compatmatrix plan' lists the cells")
+            wanted |= matched
+        chosen = [c for c in chosen if c.id in wanted]
+    for select in selects:
+        axis, sep, pattern = select.partition("=")
+        names = [name for name, _ in cells[0].axes] if cells else []
+        if not sep or axis not in names:
+            raise UsageError(f"--select {select!r}: expected AXIS=GLOB with AXIS one of "
+                             f"{', '.join(names)}"
+                             + (f"; {did_you_mean(axis, names)}" if sep else ""))
+        chosen = [c for c in chosen if fnmatch.fnmatchcase(c.value(axis) or NONE, pattern)]
+    if not chosen:
+        raise UsageError("the selection matches no cell; 'compatmatrix plan' lists the cells")
+    return chosen
+
+
+def run_cells(ctx: RunContext, cells: Sequence[Cell], progress: Progress | None = None,
+              *, fail_fast: bool = False) -> list[CellRecord]:
+    """Run ``cells`` in parallel within ``ctx.jobs``; records come back in plan order.
+
+    Ctrl-C kills every child process, keeps the records already written, writes none for
+    the interrupted cells, and re-raises KeyboardInterrupt.
+    """
+    return _Scheduler(ctx, cells, progress or LineProgress(verbosity=0), fail_fast).run()
+
+
+class _Scheduler:
+    def __init__(self, ctx: RunContext, cells: Sequence[Cell], progress: Progress,
+                 fail_fast: bool) -> None:
+        self.cells, self.progress, self.fail_fast = list(cells), progress, fail_fast
+        self.slots = max(1, min(ctx.jobs, len(self.cells)))
+        # the CPU budget is shared: each running cell builds and tests with its share
+        self.ctx = replace(ctx, jobs=max(1, ctx.jobs // self.slots))
+        self.cancel = ctx.cancel
+        self.cond = threading.Condition()
+        self.pending = list(self.cells)
+        self.held: set[str] = set()  # build keys a running cell may still build
+        self.running = 0
+        self.stopped = False
+        self.records: dict[str, CellRecord] = {}
+        self.threads: list[threading.Thread] = []
+
+    def run(self) -> list[CellRecord]:
+        self.progress.start(len(self.cells))
+        try:
+            with self.cond:
+                while True:
+                    self._start_ready()
+                    if self.running == 0 and (self.stopped or not self.pending):
+                        break
+                    self.cond.wait(0.5)
+        except BaseException:
+            self.cancel.set()
+            _cmd.stop_all()
+            for thread in self.threads:
+                thread.join()
+            raise
+        finally:
+            self.progress.close()
+        return [self.records[c.id] for c in self.cells if c.id in self.records]
+
+    def _start_ready(self) -> None:
+        while self.running < self.slots and not self.stopped:
+            cell = next((c for c in self.pending if c.build_key not in self.held), None)
+            if cell is None:
+                return
+            self.pending.remove(cell)
+            self.held.add(cell.build_key)
+            self.running += 1
+            thread = threading.Thread(target=self._work, args=(cell,), daemon=True,
+                                      name=f"cell {cell.id}")
+            self.threads.append(thread)
+            thread.start()
+
+    def _work(self, cell: Cell) -> None:
+        holding = [True]
+
+        def on_stage(cell_id: str, stage: str) -> None:
+            if holding[0] and stage not in ("metadata", "resolve", "build"):
+                self._release(cell.build_key, holding)  # the wheel exists: others may reuse it
+            self.progress.stage(cell_id, stage)
+
+        record: CellRecord | None = None
+        try:
+            record = run_cell(self.ctx, cell, on_stage)
+        except Cancelled:
+            pass
+        finally:
+            self._release(cell.build_key, holding)
+            with self.cond:
+                self.running -= 1
+                if record is not None:
+                    self.records[cell.id] = record
+                    if self.fail_fast and record.status in (Status.FAILED, Status.ERROR):
+                        self.stopped = True
+                self.cond.notify_all()
+        if record is not None:
+            self.progress.finished(record)
+
+    def _release(self, key: str, holding: list[bool]) -> None:
+        with self.cond:
+            if holding[0]:
+                holding[0] = False
+                self.held.discard(key)
+                self.cond.notify_all()

@@ -1,0 +1,224 @@
+"""Stage 1, resolve: the cell's whole requirement set, compiled by uv at the cell's Python.
+
+The resolved pins are the cell's lock. An unsatisfiable set is ``incompatible`` with uv's
+explanation kept verbatim; an index or build that is not reachable here is ``unavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from compatmatrix.host import cmd as _cmd
+from compatmatrix.host.uv import (
+    NETWORK,
+    UNSATISFIABLE,
+    Sources,
+    explanation,
+    involves_missing,
+    parse_pins,
+    pin_line,
+    uv_source_args,
+)
+from compatmatrix.model.plan import Cell
+from compatmatrix.model.project import ProjectMeta
+from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix, is_specifier, package_requirement
+
+__all__ = [
+    "Resolution",
+    "axis_conflict",
+    "cell_extras",
+    "cell_requirements",
+    "resolve_cell",
+    "torch_requirement",
+    "unwanted_pins",
+    "wheel_requirement_problems",
+]
+
+
+
+
+
+@dataclass(frozen=True)
+class Resolution:
+    status: str  # ok, incompatible, unavailable, failed
+    pins: dict[str, str]
+    requirements: tuple[str, ...]
+    explanation: str = ""
+    sources: Sources | None = None
+    duration: float = 0.0
+
+
+def torch_requirement(value: str, variant: str | None, index_url: str | None) -> str:
+    """The torch pin for a cell, precise about the CUDA variant.
+
+    ``torch==2.13.0`` also matches ``2.13.0+cpu``, and a find-links folder holding the CPU
+    build would win over PyPI's CUDA build. So a variant index gets ``==X+variant`` and
+    PyPI's own (unlabelled) build gets arbitrary equality ``===X``.
+    """
+    if is_specifier(value) or variant is None or "+" in value:
+        return package_requirement("torch", value) or "torch"
+    if index_url is None:
+        return f"torch==={value}"
+    return f"torch=={value}+{variant}"
+
+
+
+
+def cell_requirements(matrix: Matrix, cell: Cell, project_requirements: Sequence[str],
+                      index_url: str | None) -> list[str]:
+    """What the cell resolves: the project's requirements (with the extras in play, from
+    :meth:`ProjectMeta.requirements`), every package axis pinned, and the test requirements."""
+    reqs = list(project_requirements)
+    for axis in matrix.axes:
+        value = cell.value(axis.name) or NONE
+        if axis.kind != "package" or value == NONE:
+            continue
+        if canonicalize_name(axis.name) == "torch":
+            if value != PREINSTALLED:  # the interpreter's own torch: nothing to resolve
+                reqs.append(torch_requirement(value, cell.value("cuda"), index_url))
+        else:
+            reqs.append(package_requirement(axis.name, value) or axis.name)
+    reqs += matrix.project.test_requires
+    return reqs
+
+
+def cell_extras(cell: Cell) -> tuple[str, ...]:
+    value = cell.value("extras")
+    return () if value in (None, NONE) else tuple(value.split("+"))
+
+
+def axis_conflict(matrix: Matrix, cell: Cell, meta: ProjectMeta,
+                  environment: Mapping[str, str]) -> str | None:
+    """Why the project's own requirements cannot hold in this cell, decided before resolving.
+
+    A requirement (of the package, or of an extra in play) on a package whose axis says
+    ``none``, or an exact version it excludes, is a proof from metadata: the cell is
+    incompatible without asking an index (and without downloading, say, vLLM).
+    """
+    axes = {canonicalize_name(a.name): a.name for a in matrix.axes if a.kind == "package"}
+    for extra, text in _requirements_by_origin(meta, cell_extras(cell), environment):
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name not in axes or (req.marker is not None
+                                and not req.marker.evaluate(dict(environment))):
+            continue
+        axis = axes[name]
+        value = cell.value(axis) or NONE
+        who = f"extra {extra!r} requires" if extra else f"{meta.name} requires"
+        bare = f"{req.name}{req.specifier}" if req.specifier else req.name
+        if value == NONE:
+            return f"{who} {bare}, the cell says {axis}: none"
+        if value == PREINSTALLED or is_specifier(value) or req.url:
+            continue
+        if not req.specifier.contains(Version(value), prereleases=True):
+            return f"{who} {bare}, the cell says {axis} {value}"
+    return None
+
+
+def _requirements_by_origin(meta: ProjectMeta, extras: Sequence[str],
+                            environment: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(extra or "", requirement without its extra marker) for the package and each extra."""
+    base = set(meta.requirements((), environment))
+    found = [("", text) for text in sorted(base)]
+    for extra in extras:
+        found += [(extra, text) for text in meta.requirements((extra,), environment)
+                  if text not in base]
+    return found
+
+
+def unwanted_pins(matrix: Matrix, cell: Cell, pins: Mapping[str, str]) -> str | None:
+    """A package the cell says is not installed (``none``) that the resolution brought in."""
+    for axis in matrix.axes:
+        name = canonicalize_name(axis.name)
+        if axis.kind == "package" and (cell.value(axis.name) or NONE) == NONE and name in pins:
+            return (f"the requirements bring in {axis.name} {pins[name]} (through another "
+                    f"package), but the cell says {axis.name}: none")
+    return None
+
+
+def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
+                 sources: Sources, lock: Path, log: Path, env: Mapping[str, str],
+                 timeout: float, preinstalled: Sequence[str] = ()) -> Resolution:
+    """Compile ``reqs`` for ``interpreter`` into ``lock``.
+
+    ``preinstalled`` packages (the interpreter's own torch) are left out of the lock even when
+    something requires them: the cell uses the interpreter's copy.
+    """
+    req_file = lock.with_suffix(".in")
+    req_file.parent.mkdir(parents=True, exist_ok=True)
+    req_file.write_text("\n".join(reqs) + "\n", encoding="utf-8")
+    argv = [*uv, "pip", "compile", str(req_file), "--python", str(interpreter),
+            "--no-header", "--no-annotate", "--quiet", *uv_source_args(sources)]
+    for name in preinstalled:
+        argv += ["--no-emit-package", name]
+    result = _cmd.run(argv, log=log, env=env, timeout=timeout)
+    if result.timed_out:
+        return Resolution("unavailable", {}, tuple(reqs),
+                          f"uv did not finish within {timeout:.0f} s (index not responding?)",
+                          sources, result.duration)
+    if not result.ok:
+        return _failure(result.output, reqs, sources, result.duration)
+    pins = parse_pins(result.output)
+    lock.write_text("".join(pin_line(n, v) + "\n" for n, v in pins.items()), encoding="utf-8")
+    return Resolution("ok", pins, tuple(reqs), "", sources, result.duration)
+
+
+def wheel_requirement_problems(requirements: Sequence[str], pins: Mapping[str, str],
+                               environment: Mapping[str, str],
+                               skip: Sequence[str] = ()) -> list[str]:
+    """Requirements (of the built wheel, extras in play) that the resolved pins do not meet."""
+    problems = []
+    for text in requirements:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name in skip or req.url or (req.marker is not None
+                                       and not req.marker.evaluate(dict(environment))):
+            continue
+        pinned = pins.get(name)
+        if pinned is None:
+            problems.append(f"it requires {text}, which the resolved pins do not include")
+        elif req.specifier and not req.specifier.contains(Version(pinned), prereleases=True):
+            problems.append(f"it requires {text}, but {req.name} {pinned} was resolved")
+    return problems
+
+
+
+
+def _failure(output: str, reqs: Sequence[str], sources: Sources,
+             duration: float) -> Resolution:
+    text = explanation(output)
+    if any(marker in output for marker in UNSATISFIABLE):
+        if sources.note and involves_missing(text):
+            # the variant's index was skipped: what is missing may be there
+            return Resolution("unavailable", {}, tuple(reqs), f"{sources.note}; {text}",
+                              sources, duration)
+        return Resolution("incompatible", {}, tuple(reqs), text, sources, duration)
+    if any(marker in output for marker in NETWORK):
+        return Resolution("unavailable", {}, tuple(reqs), text, sources, duration)
+    return Resolution("failed", {}, tuple(reqs), text, sources, duration)
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
