@@ -2,8 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compatmatrix.host.indexes import expand_find_links, index_url_for, pip_config_find_links
-from compatmatrix.host.indexes import Indexes
+from compatmatrix.host.indexes import (
+    Indexes,
+    expand_find_links,
+    index_url_for,
+    pip_config_find_links,
+)
 
 
 def test_variables_expand_and_unset_ones_drop_the_entry(tmp_path: Path) -> None:
