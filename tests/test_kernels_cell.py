@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from compatmatrix.stages.suites import read_junit
+from compatmatrix.model.junit import read_junit
 
 pytestmark = pytest.mark.slow
 

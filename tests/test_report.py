@@ -13,6 +13,7 @@ import pytest
 from junitparser import JUnitXml
 
 from compatmatrix.errors import CompatError
+from compatmatrix.model.junit import write_not_run_junit
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.spec import Matrix, parse_matrix
 from compatmatrix.report.collect import collect
@@ -21,7 +22,6 @@ from compatmatrix.report.junit import MergeEntry, inspect_junit, merge_junit
 from compatmatrix.report.model import REPORT_FILES, Report, load_report
 from compatmatrix.report.views import python_ranges, resolver_reason, unavailable_facts
 from compatmatrix.report.write import write_report
-from compatmatrix.stages.suites import write_not_run_junit
 
 from .conftest import make_package
 

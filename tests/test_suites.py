@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from compatmatrix.model import junit
+from compatmatrix.model.junit import junit_key, read_junit
 from compatmatrix.model.spec import Suite
 from compatmatrix.stages import suites
-from compatmatrix.stages.suites import SuiteResult, junit_key, read_junit, run_suite
+from compatmatrix.stages.suites import SuiteResult, run_suite
 
 CELL = "py3.11-torch2.13.0-cpu"
 slow = pytest.mark.slow  # runs pytest in a real venv (about a second each)
@@ -157,7 +159,7 @@ def test_crashed_workers_never_pass(cell_python: Path, tmp_path: Path) -> None:
 @slow
 def test_os_exit_zero_without_xdist_is_a_failure(cell_python: Path, tmp_path: Path) -> None:
     stale = tmp_path / "out" / "unit.xml"
-    suites.write_not_run_junit(stale, CELL, "unit", "left by an earlier run")
+    junit.write_not_run_junit(stale, CELL, "unit", "left by an earlier run")
     result = run(cell_python, tmp_path, {"tests/test_exit.py": """
         import os
 
@@ -215,7 +217,7 @@ def test_gpu_problem_is_not_run_and_visible_in_junit(tmp_path: Path) -> None:
     [testsuite] = list(xml)
     assert testsuite.name == CELL
     assert read_junit(Path(result.junit)) == (
-        suites.JUnitCase(("compatmatrix.unit", "unit"), "skipped", reason),)
+        junit.JUnitCase(("compatmatrix.unit", "unit"), "skipped", reason),)
     assert reason in Path(result.log).read_text()
 
 
@@ -254,7 +256,7 @@ def test_untrustworthy_junit(tmp_path: Path, text: str | None, problem: str) -> 
     path = tmp_path / "j.xml"
     if text is not None:
         path.write_text(text, encoding="utf-8")
-    with pytest.raises(suites.JUnitProblem, match=problem):
+    with pytest.raises(junit.JUnitProblem, match=problem):
         read_junit(path)
 
 

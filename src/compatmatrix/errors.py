@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "CIError",
+    "CannotInspect",
     "CompatError",
     "Location",
+    "ProjectFileError",
+    "PublishError",
     "SpecError",
     "UsageError",
     "did_you_mean",
@@ -54,6 +58,35 @@ class SpecError(CompatError):
         self.message = message
         self.hint = hint
         text = f"{location}: error: {message}"
+        if hint:
+            text += f"\n  hint: {hint}"
+        super().__init__(text)
+
+
+class PublishError(CompatError):
+    """The report could not be committed and pushed back (git refused, or no repository)."""
+
+    exit_code = 1
+
+
+class CIError(CompatError):
+    """The matrix cannot be turned into a safe, complete pipeline (exit code 2)."""
+
+    exit_code = 2
+
+
+class CannotInspect(CompatError):
+    """doctor: the interpreter could not be run or did not answer (exit code 2)."""
+
+    exit_code = 2
+
+
+class ProjectFileError(UsageError):
+    """A project file init cannot read: the file (with line and column where known), what is
+    wrong, and what to do. Exit code 2, like every usage error."""
+
+    def __init__(self, where: Location | Path, message: str, hint: str = "") -> None:
+        text = f"{where}: error: {message}"
         if hint:
             text += f"\n  hint: {hint}"
         super().__init__(text)

@@ -28,11 +28,11 @@ from typing import Any
 
 import yaml
 
-from compatmatrix.errors import CompatError
+from compatmatrix.errors import CIError
 from compatmatrix.host.gpu import KNOWN_KINDS
+from compatmatrix.host.safeio import write_atomic
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.spec import SAFE_VALUE, SAFE_WORD, Matrix, Runner
-from compatmatrix.model.workdir import write_atomic
 
 __all__ = [
     "BUILDKITE_PIPELINE",
@@ -87,10 +87,6 @@ _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
 _KEY_MAX = 100  # Buildkite step keys: [a-zA-Z0-9_:-], at most 100 characters
 
 
-class CIError(CompatError):
-    """The matrix cannot be turned into a safe, complete pipeline (exit code 2)."""
-
-    exit_code = 2
 
 
 # --- where each cell runs ----------------------------------------------------------------

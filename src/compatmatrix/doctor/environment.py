@@ -21,7 +21,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from compatmatrix.errors import CompatError
+from compatmatrix.errors import CannotInspect
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.safeio import tagged_json
 
@@ -70,10 +70,6 @@ print("COMPATMATRIX-PROBE " + json.dumps({
 """
 
 
-class CannotInspect(CompatError):
-    """The interpreter could not be run or did not answer: doctor exits 2."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

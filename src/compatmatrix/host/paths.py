@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["import_outside"]
+from compatmatrix.host import cmd as _cmd
+
+__all__ = ["import_outside", "repository_root"]
 
 
 def import_outside(import_name: str, module_file: object, venv: Path) -> str | None:
@@ -24,3 +26,11 @@ def import_outside(import_name: str, module_file: object, venv: Path) -> str | N
         return None
     return (f"{import_name} was imported from {where}, not from the cell's venv {root}: a "
             "source tree (or another installation) shadows the built wheel")
+
+
+def repository_root(folder: Path) -> Path:
+    """The git checkout ``folder`` is in, or ``folder`` itself: what report paths are
+    relative to."""
+    done = _cmd.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], timeout=30)
+    top = done.output.strip().splitlines()[-1] if done.ok and done.output.strip() else ""
+    return Path(top).resolve() if top else folder.resolve()

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import stat
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ __all__ = [
     "loads_strict",
     "read_bounded",
     "tagged_json",
+    "write_atomic",
+    "write_json_atomic",
 ]
 
 MiB = 1024 * 1024
@@ -171,3 +174,34 @@ def tagged_json(lines: Iterable[str], tag: str) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             found.append(value)
     return found
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide reports from others
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it: do it once, at import, before any thread runs
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Strict JSON: a NaN or infinite float is written as null, never as NaN."""
+    write_atomic(path, dumps_strict(data, indent=2, sort_keys=True) + "\n")

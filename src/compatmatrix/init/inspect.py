@@ -13,7 +13,6 @@ import ast
 import configparser
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from compatmatrix.errors import Location, UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on older interpreters only
-    import tomli as tomllib
+from compatmatrix.errors import Location, ProjectFileError, UsageError
+from compatmatrix.model.project import tomllib
 
 __all__ = [
     "Declared",
@@ -58,15 +53,6 @@ _TOML_END = re.compile(r"\s*\(at end of document\)")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class ProjectFileError(UsageError):
-    """A project file init cannot read: the file (with line and column where known), what is
-    wrong, and what to do. Exit code 2, like every usage error."""
-
-    def __init__(self, where: Location | Path, message: str, hint: str = "") -> None:
-        text = f"{where}: error: {message}"
-        if hint:
-            text += f"\n  hint: {hint}"
-        super().__init__(text)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ __all__ = [
     "metadata_requirements",
     "parse_metadata",
     "read_project",
+    "tomllib",
 ]
 
 # PEP 517: a project without [build-system] is built by setuptools' legacy backend.

@@ -10,8 +10,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from compatmatrix.host.safeio import MiB, finite_or_none, loads_strict, read_bounded
-from compatmatrix.model.workdir import write_json_atomic
+from compatmatrix.host.safeio import (
+    MiB,
+    finite_or_none,
+    loads_strict,
+    read_bounded,
+    write_json_atomic,
+)
 
 __all__ = ["MAX_RECORD_BYTES", "RECORD_SCHEMA", "CellRecord", "RecordError", "Status",
            "json_kind", "load_record", "read_record", "reproduce_command"]

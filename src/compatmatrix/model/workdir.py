@@ -16,18 +16,13 @@ Layout (default ``.compatmatrix/`` beside matrix.yaml, git-ignored)::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from compatmatrix.host import cmd as _cmd
-from compatmatrix.host.safeio import dumps_strict
+from compatmatrix.host.safeio import write_atomic
 
-__all__ = ["REPORT_FILES", "WorkDir", "report_dir", "repository_root", "work_dir", "write_atomic",
-           "write_json_atomic"]
+__all__ = ["REPORT_FILES", "WorkDir", "report_dir", "work_dir", ]
 
 
 @dataclass(frozen=True)
@@ -94,40 +89,11 @@ def work_dir(matrix_root: Path, env: Mapping[str, str], given: Path | None = Non
     return given or Path(env.get("COMPATMATRIX_WORKDIR") or matrix_root / ".compatmatrix")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide reports from others
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def _read_umask() -> int:
-    # os.umask can only be read by setting it: do it once, at import, before any thread runs
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
-_UMASK = _read_umask()
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Strict JSON: a NaN or infinite float is written as null, never as NaN."""
-    write_atomic(path, dumps_strict(data, indent=2, sort_keys=True) + "\n")
 
 
-def repository_root(folder: Path) -> Path:
-    """The git checkout ``folder`` is in, or ``folder`` itself: what report paths are
-    relative to."""
-    done = _cmd.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], timeout=30)
-    top = done.output.strip().splitlines()[-1] if done.ok and done.output.strip() else ""
-    return Path(top).resolve() if top else folder.resolve()

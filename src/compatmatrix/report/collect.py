@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compatmatrix.errors import UsageError
+from compatmatrix.host.paths import repository_root
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.record import (
     CellRecord,
@@ -21,7 +22,6 @@ from compatmatrix.model.record import (
     reproduce_command,
 )
 from compatmatrix.model.spec import NONE, Matrix
-from compatmatrix.model.workdir import repository_root
 from compatmatrix.report.junit import (
     JUnitEvidence,
     inspect_junit,

@@ -1,6 +1,6 @@
 """JUnit files of the cells: what each one honestly shows, and one merged file for CI.
 
-Counting follows :func:`compatmatrix.suites.read_junit` (one count per distinct test id, its
+Counting follows :func:`compatmatrix.model.junit.read_junit` (one count per distinct test id, its
 worst outcome), so the report agrees with the verdict the suite runner gave. What that
 function cannot see needs a second look at the file, case by case in file order:
 
@@ -14,7 +14,6 @@ function cannot see needs a second look at the file, case by case in file order:
 from __future__ import annotations
 
 import io
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,14 @@ from pathlib import Path
 from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped, TestCase, TestSuite
 
 from compatmatrix.host.safeio import read_bounded
-from compatmatrix.stages.suites import (
+from compatmatrix.model.junit import (
     MAX_JUNIT_BYTES,
+    Attempt,
     JUnitProblem,
     junit_bytes,
     junit_key,
-    read_junit,
+    read_attempts,
+    worst,
 )
 
 __all__ = ["JUnitEvidence", "MergeEntry", "inspect_junit", "merge_junit", "merged_text"]
@@ -59,10 +60,13 @@ def inspect_junit(path: Path | None) -> JUnitEvidence:
     if path is None:
         return JUnitEvidence(problem="JUnit file missing")
     try:
-        cases = read_junit(path)
-        runs = _runs_by_test(path)
+        attempts = read_attempts(path)
     except JUnitProblem as exc:
         return JUnitEvidence(problem=str(exc))
+    cases = worst(attempts)
+    runs: dict[tuple[str, str], list[Attempt]] = {}
+    for attempt in attempts:
+        runs.setdefault(attempt.key, []).append(attempt)
     counts = dict.fromkeys(("passed", "failed", "error", "skipped"), 0)
     for case in cases:
         counts[case.outcome] += 1
@@ -92,46 +96,14 @@ def _test_id(key: tuple[str, str], names: dict[tuple[str, str], str]) -> str:
     return names.get(key) or (f"{classname}::{name}" if classname else name)
 
 
-@dataclass(frozen=True)
-class _Attempt:
-    outcome: str       # passed, failed, error, skipped
-    reruns: bool       # carries flaky*/rerun* children: it is itself the end of reruns
-
-
-def _runs_by_test(path: Path) -> dict[tuple[str, str], list[_Attempt]]:
-    """Every <testcase> of the file, grouped by test id, in file order."""
-    try:
-        root = ET.fromstring(junit_bytes(path))
-    except (ET.ParseError, ValueError) as exc:
-        raise JUnitProblem(f"JUnit file unreadable ({exc})") from None
-    runs: dict[tuple[str, str], list[_Attempt]] = {}
-    for elem in root.iter("testcase"):
-        key = (elem.get("classname") or "", elem.get("name") or "")
-        runs.setdefault(key, []).append(_attempt(elem))
-    return runs
-
-
-def _attempt(elem: ET.Element) -> _Attempt:
-    tags = [child.tag for child in elem]
-    if "failure" in tags:
-        outcome = "failed"
-    elif "error" in tags:
-        outcome = "error"
-    elif "skipped" in tags:
-        outcome = "skipped"
-    else:
-        outcome = "passed"
-    return _Attempt(outcome, any(tag in _RERUN_TAGS for tag in tags))
-
-
-def _is_flaky(run: list[_Attempt]) -> bool:
+def _is_flaky(run: list[Attempt]) -> bool:
     final = run[-1]
     if final.outcome != "passed":
         return False
     return final.reruns or any(attempt.outcome in _BAD for attempt in run[:-1])
 
 
-def _is_duplicated(run: list[_Attempt]) -> bool:
+def _is_duplicated(run: list[Attempt]) -> bool:
     if len(run) < 2 or _is_flaky(run):
         return False
     # pytest itself writes a second case for an error in teardown: not a duplicate

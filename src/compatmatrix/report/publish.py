@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from compatmatrix.errors import CompatError
+from compatmatrix.errors import CompatError, PublishError
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.report.model import Report, parse_report
 
@@ -32,8 +32,6 @@ class PublishResult:
     attempts: int
 
 
-class PublishError(CompatError):
-    exit_code = 1
 
 
 def publish(*, repo: Path, out: Path, regenerate: Callable[[], Report], remote: str,

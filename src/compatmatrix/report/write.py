@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from compatmatrix.host.safeio import dumps_strict
-from compatmatrix.model.workdir import write_atomic
+from compatmatrix.host.safeio import dumps_strict, write_atomic
 from compatmatrix.report import html as _report_html
 from compatmatrix.report import markdown as _report_md
 from compatmatrix.report.collect import scrub_paths

@@ -14,12 +14,13 @@ from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.gpu import gpu_capabilities
 from compatmatrix.host.indexes import expand_find_links
 from compatmatrix.host.interpreters import InterpreterFinder
+from compatmatrix.host.paths import repository_root
 from compatmatrix.host.uv import uv_command
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.project import read_project
 from compatmatrix.model.record import CellRecord, Status
 from compatmatrix.model.spec import NONE, Matrix
-from compatmatrix.model.workdir import REPORT_FILES, WorkDir, report_dir, repository_root
+from compatmatrix.model.workdir import REPORT_FILES, WorkDir, report_dir
 from compatmatrix.run.cell import Cancelled, RunContext, run_cell
 from compatmatrix.run.inputs import ProjectDigests
 from compatmatrix.run.progress import LineProgress, Progress

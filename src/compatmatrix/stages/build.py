@@ -33,7 +33,7 @@ from packaging.utils import canonicalize_name
 
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
-from compatmatrix.host.safeio import MiB, loads_strict, read_bounded, tagged_json
+from compatmatrix.host.safeio import MiB, loads_strict, read_bounded, tagged_json, write_json_atomic
 from compatmatrix.host.toolchain import (
     AUTO,
     Toolchain,
@@ -44,7 +44,7 @@ from compatmatrix.host.toolchain import (
 )
 from compatmatrix.host.uv import Sources, pin_line, uv_source_args
 from compatmatrix.model.project import BuildSystem, ProjectMeta, parse_metadata
-from compatmatrix.model.workdir import WorkDir, write_json_atomic
+from compatmatrix.model.workdir import WorkDir
 
 __all__ = ["DEFAULT_CUDA_ARCHS", "BuildRequest", "BuildResult", "MetadataRequest",
            "MetadataResult", "TorchFacts", "build_wheel",

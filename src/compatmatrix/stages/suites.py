@@ -9,7 +9,6 @@ every collected test is accounted for.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shlex
@@ -19,27 +18,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from junitparser import Error, Failure, JUnitXml, JUnitXmlError, Skipped, TestCase, TestSuite
-
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
 from compatmatrix.host.paths import import_outside
-from compatmatrix.host.safeio import MiB, read_bounded
+from compatmatrix.model.junit import (
+    JUnitCase,
+    JUnitProblem,
+    junit_key,
+    read_junit,
+    write_not_run_junit,
+)
 from compatmatrix.model.spec import Suite
 
-__all__ = [
-    "MAX_JUNIT_BYTES",
-    "STATUSES",
-    "JUnitCase",
-    "JUnitProblem",
-    "SuiteResult",
-    "junit_bytes",
-    "junit_key",
-    "pytest_command",
-    "read_junit",
-    "run_suite",
-    "write_not_run_junit",
-]
+__all__ = ["PLUGIN_SOURCE", "STATUSES", "SuiteResult", "pytest_command", "run_suite"]
 
 STATUSES = ("passed", "failed", "not_run")
 MAX_FIRST_ERRORS = 5
@@ -102,122 +93,6 @@ class SuiteResult:
             first_errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
             imported_from=tuple(str(p) for p in imported) if isinstance(imported, list) else (),
         )
-
-
-# --- JUnit -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JUnitCase:
-    """One distinct test in a JUnit file, with the worst of its outcomes."""
-
-    key: tuple[str, str]  # (classname, name), as pytest writes a test id into JUnit
-    outcome: str  # passed, failed, error, skipped
-    message: str  # first meaningful line of the failure or error; "" otherwise
-
-
-class JUnitProblem(Exception):
-    """The JUnit file cannot be trusted: missing, empty or not JUnit XML."""
-
-
-_SEVERITY = {"failed": 3, "error": 2, "passed": 1, "skipped": 0}
-MAX_JUNIT_BYTES = 64 * MiB  # 2,000 test cases are about 1 MiB
-
-
-def read_junit(path: Path) -> tuple[JUnitCase, ...]:
-    """Count test cases from the file itself, never from its summary attributes.
-
-    A test id that appears twice (pytest writes a second case for a teardown error after a
-    failure; reruns repeat a test) counts once, with its worst outcome.
-    """
-    data = junit_bytes(path)
-    try:
-        xml = JUnitXml.fromfile(io.BytesIO(data))
-    except JUnitXmlError:  # junitparser's "Invalid format.": another root element
-        raise JUnitProblem("JUnit file unreadable (XML, but its root is neither "
-                           "<testsuites> nor <testsuite>)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise JUnitProblem(f"JUnit file unreadable ({exc})") from exc
-    cases: dict[tuple[str, str], JUnitCase] = {}
-    for suite in ([xml] if isinstance(xml, TestSuite) else xml):
-        for case in suite:
-            found = _junit_case(case)
-            previous = cases.get(found.key)
-            if previous is None or _SEVERITY[found.outcome] > _SEVERITY[previous.outcome]:
-                cases[found.key] = found
-    return tuple(cases.values())
-
-
-def junit_bytes(path: Path) -> bytes:
-    """The bytes of a JUnit file, for a parser: JUnitProblem when it is missing, not a
-    regular file (a FIFO is never opened: it would block), over MAX_JUNIT_BYTES, empty, or
-    declares a DOCTYPE (entities; pytest never writes one, and entity expansion is how an
-    XML file of kilobytes becomes gigabytes)."""
-    if not os.path.lexists(path):
-        raise JUnitProblem("JUnit file missing")
-    try:
-        data = read_bounded(path, MAX_JUNIT_BYTES)
-    except OSError as exc:
-        raise JUnitProblem(f"JUnit file unreadable ({exc})") from None
-    if not data:
-        raise JUnitProblem("JUnit file is empty")
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise JUnitProblem("JUnit file unreadable (it declares a DOCTYPE or entities, which "
-                           "JUnit files do not)")
-    return data
-
-
-def _junit_case(case: TestCase) -> JUnitCase:
-    key = (case.classname or "", case.name or "")
-    for kind, outcome in ((Failure, "failed"), (Error, "error")):
-        for result in case.result:
-            if isinstance(result, kind):
-                return JUnitCase(key, outcome, _failure_line(result.message, result.text))
-    if case.result and all(isinstance(r, Skipped) for r in case.result):
-        return JUnitCase(key, "skipped", str(case.result[0].message or "").strip()[:300])
-    return JUnitCase(key, "passed", "")
-
-
-def _failure_line(message: object, text: object) -> str:
-    """"AssertionError: assert 1 == 2" from pytest's message and traceback text."""
-    message = str(message or "").strip()
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    if message in ("", "collection failure"):
-        # The message says nothing; the traceback's "E   ..." line says what broke.
-        message = next((line[1:].strip() for line in lines if line.startswith("E ")), message)
-    first = message.splitlines()[0] if message else "(no message)"
-    located = _LOCATION_LINE.match(lines[-1]) if lines else None
-    if located and located.group(1) not in first:
-        first = f"{located.group(1)}: {first}"  # pytest drops the type for assertions
-    return first[:300]
-
-
-def junit_key(nodeid: str) -> tuple[str, str]:
-    """(classname, name) that pytest's junitxml writes for ``nodeid``."""
-    path, bracket, params = nodeid.partition("[")
-    names = path.split("::")
-    names[0] = re.sub(r"\.py$", "", names[0].replace("/", "."))
-    names[-1] += bracket + params
-    return ".".join(names[:-1]), names[-1]
-
-
-def write_not_run_junit(path: Path, cell_id: str, suite_name: str, reason: str) -> None:
-    """A JUnit file with one skipped case, so that a suite not run is visible, not missing."""
-    case = TestCase(name=suite_name, classname=f"compatmatrix.{suite_name}", time=0.0)
-    case.result = [Skipped(message=reason, type_="compatmatrix.not_run")]
-    suite = TestSuite(cell_id)
-    suite.add_testcase(case)
-    xml = JUnitXml()
-    xml.add_testsuite(suite)
-    xml.update_statistics()  # type: ignore[no-untyped-call]  # unannotated in junitparser
-    _write_atomically(path, xml)
-
-
-def _write_atomically(path: Path, xml: JUnitXml) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    xml.write(str(tmp), pretty=True)
-    os.replace(tmp, path)
 
 
 # --- running -----------------------------------------------------------------------------
