@@ -33,7 +33,8 @@ from packaging.utils import canonicalize_name
 
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
-from compatmatrix.host.safeio import MiB, loads_strict, read_bounded, tagged_json, write_json_atomic
+from compatmatrix.host.probe import probe
+from compatmatrix.host.safeio import MiB, loads_strict, read_bounded, write_json_atomic
 from compatmatrix.host.toolchain import (
     AUTO,
     Toolchain,
@@ -314,7 +315,7 @@ else:  # optional in PEP 517: build the wheel and read its METADATA
     with zipfile.ZipFile(wheel) as z:
         name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         text = z.read(name).decode("utf-8")
-print("COMPATMATRIX-METADATA " + json.dumps(text))
+print("COMPATMATRIX-METADATA " + json.dumps({"metadata": text}))
 """
 
 
@@ -356,12 +357,12 @@ def _prepare_metadata(request: MetadataRequest, build_dir: Path, *, uv: Sequence
     out = build_dir / "metadata-out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    done = _cmd.run([str(build_dir / "env" / "bin" / "python"), "-c", _PREPARE_METADATA, backend,
-                     json.dumps(list(request.build_system.backend_path)), str(out)],
-                    log=log, cwd=src, env=env, timeout=_left(deadline))
-    text = next((answer for line in done.output.splitlines()
-                 if line.startswith("COMPATMATRIX-METADATA ")
-                 for answer in _json_line(line.split(" ", 1)[1])), None)
+    answer = probe(build_dir / "env" / "bin" / "python", _PREPARE_METADATA, backend,
+                   json.dumps(list(request.build_system.backend_path)), str(out),
+                   tag="COMPATMATRIX-METADATA", log=log, cwd=src, env=env,
+                   timeout=_left(deadline))
+    done = answer.result
+    text = (answer.data or {}).get("metadata")
     if not done.ok or not isinstance(text, str):
         why = "timed out" if done.timed_out else f"exit {done.returncode}"
         return MetadataResult(None, f"the build backend ({backend}) could not prepare the "
@@ -373,12 +374,6 @@ def _prepare_metadata(request: MetadataRequest, build_dir: Path, *, uv: Sequence
                               f"cannot be read: {exc}")
 
 
-def _json_line(text: str) -> list[Any]:
-    """The JSON value of a subprocess's answer line, in a list; [] when it is not JSON."""
-    try:
-        return [loads_strict(text)]
-    except ValueError:
-        return []
 
 
 def _is_torch(requirement: str) -> bool:
@@ -438,14 +433,13 @@ print("COMPATMATRIX-TORCH " + json.dumps(facts))
 
 def read_torch_facts(python: Path, *, log: Path | None = None) -> TorchFacts:
     """torch's version and CUDA as the environment of ``python`` has them (no import)."""
-    result = _cmd.run([str(python), "-c", _TORCH_FACTS], log=log, timeout=60)
-    for data in tagged_json(result.output.splitlines(), "COMPATMATRIX-TORCH "):
-        # a line of another shape (forged, garbled) is no answer: as if torch were not found
-        if all(isinstance(data.get(key), (str, type(None))) and "\0" not in (data.get(key) or "")
-               for key in ("version", "cuda", "root", "purelib")) and data.get("purelib"):
-            return TorchFacts(data["version"], data["cuda"],
-                              Path(data["root"]) if data["root"] else None,
-                              Path(data["purelib"]))
+    data = probe(python, _TORCH_FACTS, tag="COMPATMATRIX-TORCH", log=log, timeout=60).data
+    # a line of another shape (forged, garbled) is no answer: as if torch were not found
+    if data is not None and data.get("purelib") and all(
+            isinstance(data.get(key), (str, type(None))) and "\0" not in (data.get(key) or "")
+            for key in ("version", "cuda", "root", "purelib")):
+        return TorchFacts(data["version"], data["cuda"],
+                          Path(data["root"]) if data["root"] else None, Path(data["purelib"]))
     return TorchFacts(None, None, None, python.parent.parent)
 
 

@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
 from compatmatrix.host.paths import import_outside
-from compatmatrix.host.safeio import tagged_json
+from compatmatrix.host.probe import probe
 from compatmatrix.model.spec import NONE, PREINSTALLED, is_specifier
 
 __all__ = ["IdentityResult", "check_identity", "expected_cuda", "same_torch"]
@@ -89,9 +89,10 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
     user's site-packages off ``sys.path``: the package must come from ``venv``, never from a
     source tree next to where compatmatrix was started."""
     names = sorted({canonicalize_name(n) for n in package_axes} | {"torch"})
-    facts_run = _cmd.run([str(python), "-I", "-X", "faulthandler", "-c", _FACTS,
-                          json.dumps(names)], log=log, cwd=cwd, timeout=timeout)
-    facts = _tagged(facts_run.output, "COMPATMATRIX-FACTS")
+    answer = probe(python, _FACTS, json.dumps(names), tag="COMPATMATRIX-FACTS",
+                   flags=_FLAGS, log=log, cwd=cwd, timeout=timeout)
+    facts_run = answer.result
+    facts: dict[str, Any] | None = {_GARBLED: True} if answer.garbled else answer.data
     problem = _facts_problem(facts) if facts is not None else None
     if facts is None or problem is not None:
         why = (f"exit {facts_run.returncode}" if facts is None and not facts_run.timed_out
@@ -101,9 +102,12 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
     facts = {key: value for key, value in facts.items() if key in _FACT_KEYS}
     running = facts.get("torch")
     mismatches = list(_mismatches(facts, cell_axes, package_axes))
-    imported = _cmd.run([str(python), "-I", "-X", "faulthandler", "-c", _IMPORT, import_name,
-                         build_torch_attr or ""], log=log, cwd=cwd, timeout=timeout)
-    data = _tagged(imported.output, "COMPATMATRIX-IMPORT")
+    imported_answer = probe(python, _IMPORT, import_name, build_torch_attr or "",
+                            tag="COMPATMATRIX-IMPORT", flags=_FLAGS, log=log, cwd=cwd,
+                            timeout=timeout)
+    imported = imported_answer.result
+    data: dict[str, Any] | None = ({_GARBLED: True} if imported_answer.garbled
+                                   else imported_answer.data)
     built = wheel_torch
     import_error = ""
     if data is None:
@@ -199,18 +203,10 @@ def _variant_problem(variant: str, facts: Mapping[str, Any]) -> list[str]:
                                     f"the cell says {variant} (CUDA {want})"]
 
 
-def _tagged(output: str, tag: str) -> dict[str, Any] | None:
-    """The first line's JSON object after ``tag``; None when there is no such line, or when
-    it is not a JSON object (a forged or garbled line is no answer)."""
-    found = tagged_json(output.splitlines(), tag + " ")
-    if found:
-        return found[0]
-    if any(line.startswith(tag + " ") for line in output.splitlines()):
-        return {_GARBLED: True}
-    return None
-
-
 _GARBLED = "compatmatrix:garbled"
+# -I: neither the working directory nor PYTHONPATH nor the user's site may put a source tree
+# first; faulthandler: a crash leaves its traceback
+_FLAGS = ("-I", "-X", "faulthandler")
 _FACT_TYPES: Mapping[str, tuple[type, ...]] = {
     "python": (str,), "prefix": (str,), "torch": (str, type(None)),
     "torch_cuda": (str, type(None)), "torch_hip": (str, type(None)),
