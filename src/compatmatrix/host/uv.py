@@ -10,7 +10,7 @@ import re
 import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,8 +19,10 @@ from packaging.utils import canonicalize_name
 
 from compatmatrix.errors import UsageError
 
-__all__ = ["NETWORK", "UNSATISFIABLE", "Sources", "choose_sources", "explanation",
-           "index_problem", "involves_missing", "parse_pins", "pin_line", "uv_command",
+__all__ = ["NETWORK", "UNSATISFIABLE", "Sources", "choose_sources", "conflict_clause",
+           "explanation",
+           "index_problem", "involves_missing", "missing_facts", "parse_pins", "pin_line",
+           "plain_lines", "uv_command",
            "uv_source_args"]
 
 
@@ -126,3 +128,36 @@ def index_problem(url: str) -> str | None:
         return None if exc.code < 500 else f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
         return str(getattr(exc, "reason", exc))
+
+
+# --- uv's explanation, read for people -------------------------------------------------------
+
+_BECAUSE = re.compile(r"\bBecause (.+?),? we can conclude")
+# uv's decorations: "  \u00d7 No solution found", "  \u2570\u2500\u25b6 Because ...", "  cause: ..."
+_MARKS_PREFIX = re.compile("^[\\s\u00d7\u2570\u2500\u25b6\u2502|]*(?:cause:|error:)?\\s*")
+_REACHABLE = re.compile(r"index \S+ is not reachable(?: \([^)]*\))?")
+
+
+def plain_lines(details: Iterable[str]) -> list[str]:
+    """uv's explanation lines without its decorations."""
+    return [_MARKS_PREFIX.sub("", line).strip() for line in details]
+
+
+def conflict_clause(details: Sequence[str], fallback: str = "") -> str:
+    """uv's proof in one clause: ``vllm==0.30.0 depends on torch==2.13.0 and you require
+    torch==2.9.0``, from the first "Because ..." that names a dependency; else its first
+    line; else ``fallback``."""
+    lines = plain_lines(details)
+    clauses = _BECAUSE.findall(" ".join(lines))  # uv may wrap one sentence over lines
+    best = next((c for c in clauses if " depends on " in c), clauses[0] if clauses else "")
+    return best or next((line for line in lines if line and "No solution found" not in line),
+                        fallback)
+
+
+def missing_facts(details: Sequence[str]) -> list[str]:
+    """What an unavailable resolution says was missing: unreachable indexes, uv's clauses
+    and hints, in order."""
+    lines = plain_lines(details)
+    text = " ".join(lines)
+    return [*_REACHABLE.findall(text), *_BECAUSE.findall(text),
+            *(line.removeprefix("hint:").strip() for line in lines if line.startswith("hint:"))]

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from compatmatrix.host.uv import conflict_clause
 from compatmatrix.model.plan import matches
 from compatmatrix.model.spec import NONE, Gate, Quarantine
 from compatmatrix.report.model import CellReport, Report
@@ -141,10 +141,7 @@ def _first(cell: CellReport) -> str:
 
 def _resolver_reason(cell: CellReport) -> str:
     """uv's own words: the clause that names the conflicting pin, when there is one."""
-    for line in cell.details:
-        if "depends on" in line:
-            return re.sub(r"^\W*(cause:\s*)?", "", line.strip())
-    return _first(cell)
+    return conflict_clause(cell.details, _first(cell))
 
 
 def _repro(cell: CellReport, passed: bool) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from compatmatrix.host.uv import conflict_clause, missing_facts
 from compatmatrix.report.model import EN_DASH, MAX_DETAIL_LINES, MISSING, CellReport, Report
 
 __all__ = [
@@ -173,36 +174,17 @@ def _next_minor(version: str) -> str:
 
 # --- resolver output, trimmed for people -------------------------------------------------
 
-_BECAUSE = re.compile(r"\bBecause (.+?),? we can conclude")
-# uv's decorations: "  \u00d7 No solution found", "  \u2570\u2500\u25b6 Because ...", "  cause: ..."
-_MARKS_PREFIX = re.compile("^[\\s\u00d7\u2570\u2500\u25b6\u2502|]*(?:cause:|error:)?\\s*")
-_REACHABLE = re.compile(r"index \S+ is not reachable(?: \([^)]*\))?")
 _LIMIT = 300
 
 
-def _plain_lines(details: Iterable[str]) -> list[str]:
-    return [_MARKS_PREFIX.sub("", line).strip() for line in details]
-
-
 def resolver_reason(details: Sequence[str], reason: str = "") -> str:
-    """uv's proof in one clause: ``vllm==0.30.0 depends on torch==2.13.0 and you require
-    torch==2.9.0``, from the first "Because ..." that names a dependency."""
-    text = " ".join(_plain_lines(details))  # uv may wrap one sentence over lines
-    clauses = _BECAUSE.findall(text)
-    best = next((c for c in clauses if " depends on " in c), clauses[0] if clauses else "")
-    if not best:
-        best = next((line for line in _plain_lines(details)
-                     if line and "No solution found" not in line), reason)
-    return _trim(best)
+    """uv's proof in one clause (see :func:`compatmatrix.host.uv.conflict_clause`)."""
+    return _trim(conflict_clause(details, reason))
 
 
 def unavailable_facts(details: Sequence[str], reason: str) -> list[str]:
     """What was missing: unreachable indexes, missing builds, uv's hints; else the reason."""
-    lines = _plain_lines(details)
-    text = " ".join(lines)
-    facts = [*_REACHABLE.findall(text), *_BECAUSE.findall(text),
-             *(line.removeprefix("hint:").strip() for line in lines if line.startswith("hint:"))]
-    unique = list(dict.fromkeys(_trim(f) for f in facts if f))
+    unique = list(dict.fromkeys(_trim(f) for f in missing_facts(details) if f))
     return unique or [_trim(reason)]
 
 
