@@ -36,11 +36,11 @@ from compatmatrix.doctor.extensions import (
     load_extensions,
     variant_findings,
 )
-from compatmatrix.doctor.finding import ERROR, INFO, WARNING, Finding
+from compatmatrix.doctor.finding import ERROR, INFO, WARNING, DoctorFinding
 from compatmatrix.doctor.requirements import check_requirements
 from compatmatrix.doctor.torchcheck import (
-    Nvcc,
-    TorchFacts,
+    NvccFacts,
+    TorchCheck,
     cuda_findings,
     nvcc_facts,
     torch_facts,
@@ -92,12 +92,12 @@ def environment(site: Path, *, python: str = "/venv/bin/python", pip: bool = Tru
                        (site,), markers, suffixes, installer)
 
 
-def requirements(site: Path, **kwargs: object) -> list[Finding]:
+def requirements(site: Path, **kwargs: object) -> list[DoctorFinding]:
     env = environment(site, **kwargs)  # type: ignore[arg-type]
     return check_requirements(read_distributions(env.site), env)
 
 
-def errors(findings: Iterable[Finding]) -> list[Finding]:
+def errors(findings: Iterable[DoctorFinding]) -> list[DoctorFinding]:
     return [f for f in findings if f.severity == ERROR]
 
 
@@ -344,7 +344,7 @@ def fake_nvcc(folder: Path, release: str) -> Path:
     return nvcc
 
 
-CUDA_TORCH = TorchFacts(version="2.13.0+cu130", cuda="13.0", cxx11_abi=True,
+CUDA_TORCH = TorchCheck(version="2.13.0+cu130", cuda="13.0", cxx11_abi=True,
                         cuda_available=True)
 NO_GPU = Capabilities((), "nvidia-smi not found")
 
@@ -374,7 +374,7 @@ def test_nvcc_is_found_on_path_and_missing_nvcc_warns_for_a_cuda_torch(tmp_path:
     assert broken.version is None and "has no bin/nvcc" in broken.error
     [finding, _gpu] = cuda_findings(CUDA_TORCH, broken, NO_GPU)
     assert finding.severity == WARNING and "torch is a CUDA 13.0 build" in finding.message
-    cpu = TorchFacts(version="2.13.0+cpu", cxx11_abi=True)
+    cpu = TorchCheck(version="2.13.0+cpu", cxx11_abi=True)
     [note, _gpu] = cuda_findings(cpu, found, NO_GPU)
     assert note.severity == INFO and "torch is a CPU build" in note.message
 
@@ -384,10 +384,10 @@ def test_gpus_from_nvidia_smi(tmp_path: Path) -> None:
     smi.write_text("#!/bin/sh\necho '0, GPU-1234, 9.0, NVIDIA H200'\n", encoding="utf-8")
     smi.chmod(0o755)
     gpus = gpu_capabilities({"PATH": str(tmp_path)})
-    nvcc = Nvcc(None, "", error="not found")
-    cpu = TorchFacts(version="2.13.0+cpu", cxx11_abi=True)
+    nvcc = NvccFacts(None, "", error="not found")
+    cpu = TorchCheck(version="2.13.0+cpu", cxx11_abi=True)
     assert cuda_findings(cpu, nvcc, gpus)[1].message == "GPU visible: NVIDIA H200 (9.0)"
-    unusable = TorchFacts(version="2.13.0+cu130", cuda="13.0", cuda_available=False)
+    unusable = TorchCheck(version="2.13.0+cu130", cuda="13.0", cuda_available=False)
     warning = cuda_findings(unusable, nvcc, gpus)[1]
     assert warning.severity == WARNING and "torch.cuda.is_available() is False" in \
         warning.message
@@ -423,7 +423,7 @@ def test_an_extension_that_dies_on_an_undefined_symbol_names_it_and_its_torch(
         (good, "goodext._C"), (old, "oldext._C")]
     loaded, torch_error = load_extensions(env, extensions, os.environ)
     assert torch_error == "" and [item.error is None for item in loaded] == [True, False]
-    facts = TorchFacts(version="2.13.0+cpu", cxx11_abi=True)
+    facts = TorchCheck(version="2.13.0+cpu", cxx11_abi=True)
     findings = extension_findings(loaded, "", facts, env, {d.key: d for d in dists},
                                   os.environ)
     [finding] = errors(findings)
@@ -453,7 +453,7 @@ def test_a_crash_is_pinned_on_its_extension_and_the_rest_still_load(
     assert by_file[crash].crashed and "SIGSEGV" in (by_file[crash].error or "")
     assert by_file[good].error is None
     assert "libgone.so" in (by_file[missing].error or "")
-    facts = TorchFacts(version="2.13.0+cpu", cxx11_abi=True)
+    facts = TorchCheck(version="2.13.0+cpu", cxx11_abi=True)
     messages = [f.message for f in errors(extension_findings(loaded, "", facts, env, {},
                                                              os.environ))]
     assert f"{crash} (crashy 1.0) does not load: loading crashed the interpreter (SIGSEGV)" \
@@ -486,7 +486,7 @@ def test_missing_gpu_libraries_say_which_torch_is_needed(tmp_path: Path) -> None
     loaded = [failed("vllm/_C.abi3.so", "libcudart.so.12"),
               failed("vllm/_moe_C.abi3.so", "libcudart.so.12"),
               failed("vllm/cumem_allocator.abi3.so", "libcuda.so.1")]
-    facts = TorchFacts(version="2.13.0+cpu", cxx11_abi=True)
+    facts = TorchCheck(version="2.13.0+cpu", cxx11_abi=True)
     found = extension_findings(loaded, "", facts, env, {d.key: d for d in dists}, {})
     [cudart] = errors(found)
     assert cudart.message == "vllm 0.10.1.1: 2 extensions need libcudart.so.12, which is not found"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from compatmatrix import __version__
-from compatmatrix._table import format_table
+from compatmatrix._text import format_table
 from compatmatrix.ci.pipelines import (
     GITHUB_MATRIX_LIMIT,
     buildkite_steps,

@@ -16,7 +16,6 @@ inject a command.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shlex
@@ -28,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from compatmatrix._text import short_hash
 from compatmatrix.errors import CIError
 from compatmatrix.host.gpu import KNOWN_KINDS
 from compatmatrix.host.safeio import write_atomic
@@ -403,7 +403,7 @@ def _script(lines: Sequence[str]) -> str:
 def buildkite_key(cell_id: str) -> str:
     """A step key for a cell: Buildkite keys allow ``[a-zA-Z0-9_:-]``, so dots become ``_``."""
     key = "cell-" + cell_id.replace(".", "_")
-    return key if len(key) <= _KEY_MAX else f"{key[:_KEY_MAX - 7]}-{_short_hash(cell_id)}"
+    return key if len(key) <= _KEY_MAX else f"{key[:_KEY_MAX - 7]}-{short_hash(cell_id)}"
 
 
 def buildkite_steps(matrix: Matrix) -> str:
@@ -426,7 +426,7 @@ def _keys(found: Sequence[Route]) -> list[tuple[Route, str]]:
     for route in found:
         key = buildkite_key(route.cell.id)
         if key in seen:  # two ids that differ only in '.' against '_'
-            key = f"{key[:_KEY_MAX - 7]}-{_short_hash(route.cell.id)}"
+            key = f"{key[:_KEY_MAX - 7]}-{short_hash(route.cell.id)}"
         seen.add(key)
         pairs.append((route, key))
     return pairs
@@ -556,14 +556,11 @@ def _header(system: str, s: _Settings, found: Sequence[Route],
         f"Do not edit: change {s.matrix_file} and run `nox -s ci`; `nox -s ci -- --check` "
         "fails while",
         f"this file is stale. The plan step reads {s.matrix_file} again when the pipeline runs.",
-        f"Cells when generated: {len(found)} (plan sha256:{_short_hash(plan, 12)})",
+        f"Cells when generated: {len(found)} (plan sha256:{short_hash(plan, 12)})",
         *(f"  {kind} on {where}: {n}" for (kind, where), n in sorted(counts.items())),
     ]
     return "".join(f"# {line}\n" for line in lines) + "\n"
 
-
-def _short_hash(text: str, length: int = 6) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 # --- YAML out ----------------------------------------------------------------------------

@@ -44,11 +44,11 @@ from compatmatrix.doctor.extensions import (
     load_extensions,
     variant_findings,
 )
-from compatmatrix.doctor.finding import CHECKS, ERROR, SEVERITIES, WARNING, Finding
+from compatmatrix.doctor.finding import CHECKS, ERROR, SEVERITIES, WARNING, DoctorFinding
 from compatmatrix.doctor.requirements import check_requirements
 from compatmatrix.doctor.torchcheck import (
-    Nvcc,
-    TorchFacts,
+    NvccFacts,
+    TorchCheck,
     cuda_findings,
     nvcc_facts,
     torch_facts,
@@ -58,8 +58,15 @@ from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.gpu import Capabilities, gpu_capabilities
 from compatmatrix.host.safeio import dumps_strict
 
-__all__ = ["SCHEMA", "CannotInspect", "DoctorReport", "Finding", "diagnose", "format_report",
-           "run_doctor"]
+__all__ = [
+    "SCHEMA",
+    "CannotInspect",
+    "DoctorFinding",
+    "DoctorReport",
+    "diagnose",
+    "format_report",
+    "run_doctor",
+]
 
 SCHEMA = 1
 _WIDTH = 100
@@ -68,7 +75,7 @@ _WIDTH = 100
 @dataclass(frozen=True)
 class DoctorReport:
     environment: Environment
-    findings: tuple[Finding, ...]  # sorted: by check, severity, subject, message
+    findings: tuple[DoctorFinding, ...]  # sorted: by check, severity, subject, message
     facts: Mapping[str, object]
 
     @property
@@ -89,8 +96,8 @@ class DoctorReport:
 class _Pending:
     """The subprocess checks, started before the in-process ones run."""
 
-    torch: Future[TorchFacts] | None
-    nvcc: Future[Nvcc]
+    torch: Future[TorchCheck] | None
+    nvcc: Future[NvccFacts]
     gpus: Future[Capabilities]
     batches: list[Future[tuple[list[Loaded], str]]]
 
@@ -126,7 +133,7 @@ def _run_checks(pool: ThreadPoolExecutor, environment: Environment,
 
 
 def _finish(environment: Environment, installed: Mapping[str, Distribution],
-            extensions: Sequence[Extension], pending: _Pending, findings: list[Finding],
+            extensions: Sequence[Extension], pending: _Pending, findings: list[DoctorFinding],
             env: Mapping[str, str]) -> DoctorReport:
     facts = pending.torch.result() if pending.torch is not None else None
     nvcc, gpus = pending.nvcc.result(), pending.gpus.result()
@@ -141,7 +148,7 @@ def _finish(environment: Environment, installed: Mapping[str, Distribution],
         torch_error = torch_error or error
     if facts is not None and facts.version is not None and extensions:
         findings += extension_findings(loaded, torch_error, facts, environment, installed, env)
-    return DoctorReport(environment, tuple(sorted(findings, key=Finding.sort_key)), {
+    return DoctorReport(environment, tuple(sorted(findings, key=DoctorFinding.sort_key)), {
         "distributions": len(installed),
         "torch": facts.to_json() if facts is not None else None,
         "nvcc": nvcc.to_json(),
@@ -176,7 +183,7 @@ def format_report(report: DoctorReport) -> str:
     return "\n".join(lines)
 
 
-def _finding_lines(finding: Finding) -> list[str]:
+def _finding_lines(finding: DoctorFinding) -> list[str]:
     head = f"  {finding.severity}: "
     indent = " " * 4
     lines = textwrap.wrap(finding.message, _WIDTH, initial_indent=head,

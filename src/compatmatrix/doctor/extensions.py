@@ -29,9 +29,9 @@ from packaging.version import InvalidVersion, Version
 from compatmatrix.binary.demangle import demangle_all
 from compatmatrix.binary.elf import ElfError, read_elf_file
 from compatmatrix.doctor.environment import CannotInspect, Distribution, Environment
-from compatmatrix.doctor.finding import ERROR, INFO, WARNING, Finding
+from compatmatrix.doctor.finding import ERROR, INFO, WARNING, DoctorFinding
 from compatmatrix.doctor.requirements import plain, torch_index_args
-from compatmatrix.doctor.torchcheck import TorchFacts
+from compatmatrix.doctor.torchcheck import TorchCheck
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.safeio import tagged_json
 
@@ -260,11 +260,11 @@ def _stopped(run: _cmd.CommandResult, timeout: float) -> str:
 # -- findings of check 4 ----------------------------------------------------------------------
 
 
-def extension_findings(loaded: Sequence[Loaded], torch_error: str, facts: TorchFacts,
+def extension_findings(loaded: Sequence[Loaded], torch_error: str, facts: TorchCheck,
                        env: Environment, installed: Mapping[str, Distribution],
-                       process_env: Mapping[str, str]) -> list[Finding]:
+                       process_env: Mapping[str, str]) -> list[DoctorFinding]:
     if torch_error:
-        return [Finding("extensions", WARNING, "extensions",
+        return [DoctorFinding("extensions", WARNING, "extensions",
                         f"{len(loaded)} compiled extensions were not loaded: torch does not "
                         f"import ({torch_error})", "See the torch check.")]
     failed = [item for item in loaded if item.error]
@@ -274,14 +274,14 @@ def extension_findings(loaded: Sequence[Loaded], torch_error: str, facts: TorchF
     findings = [_undefined(item, symbol, names[symbol], facts, env, installed)
                 for item, symbol in symbols.items()]
     findings += _missing_libraries([i for i in failed if i not in symbols], facts, env)
-    findings.append(Finding("extensions", INFO, "extensions",
+    findings.append(DoctorFinding("extensions", INFO, "extensions",
                             f"{len(loaded) - len(failed)} of {len(loaded)} compiled extensions "
                             f"that link libtorch load under torch {facts.version}"))
     return findings
 
 
-def _undefined(item: Loaded, symbol: str, name: str, facts: TorchFacts, env: Environment,
-               installed: Mapping[str, Distribution]) -> Finding:
+def _undefined(item: Loaded, symbol: str, name: str, facts: TorchCheck, env: Environment,
+               installed: Mapping[str, Distribution]) -> DoctorFinding:
     extension = item.extension
     owner = f" ({extension.dist.label})" if extension.dist else ""
     short, needs, fix = _needed_torch(extension.dist, name, facts, env, installed)
@@ -291,13 +291,13 @@ def _undefined(item: Loaded, symbol: str, name: str, facts: TorchFacts, env: Env
         f"against a torch whose libraries define {name}{mangled}; torch {facts.version} "
         "does not. libtorch's C++ ABI changes between releases, so an extension only loads "
         f"under the torch it was built against. {needs}")
-    return Finding("extensions", ERROR, extension.relative,
+    return DoctorFinding("extensions", ERROR, extension.relative,
                    f"{extension.relative}{owner} does not load: undefined symbol {name}"
                    + (f"; it needs {short}" if short else ""),
                    explanation, fix)
 
 
-def _needed_torch(dist: Distribution | None, name: str, facts: TorchFacts, env: Environment,
+def _needed_torch(dist: Distribution | None, name: str, facts: TorchCheck, env: Environment,
                   installed: Mapping[str, Distribution]) -> tuple[str, str, str | None]:
     """The torch the extension needs: in short, in full, and the fix that follows."""
     hints = []
@@ -331,7 +331,7 @@ def _needed_torch(dist: Distribution | None, name: str, facts: TorchFacts, env: 
             env.installer.command(*torch_index_args(installed), *pins))
 
 
-def _torch_satisfies(dist: Distribution, facts: TorchFacts, env: Environment) -> bool:
+def _torch_satisfies(dist: Distribution, facts: TorchCheck, env: Environment) -> bool:
     try:
         version = Version(facts.version or "")
     except InvalidVersion:
@@ -340,8 +340,8 @@ def _torch_satisfies(dist: Distribution, facts: TorchFacts, env: Environment) ->
                for req in dist.torch_requirements(env.markers))
 
 
-def _missing_libraries(failed: Sequence[Loaded], facts: TorchFacts,
-                       env: Environment) -> list[Finding]:
+def _missing_libraries(failed: Sequence[Loaded], facts: TorchCheck,
+                       env: Environment) -> list[DoctorFinding]:
     """One finding per distribution and missing library; other failures one per file."""
     grouped: dict[tuple[str, str], list[Loaded]] = {}
     findings = []
@@ -357,18 +357,18 @@ def _missing_libraries(failed: Sequence[Loaded], facts: TorchFacts,
     return findings
 
 
-def _other_failure(item: Loaded) -> Finding:
+def _other_failure(item: Loaded) -> DoctorFinding:
     extension = item.extension
     owner = f" ({extension.dist.label})" if extension.dist else ""
     error = (item.error or "").strip().splitlines()
-    return Finding("extensions", ERROR, extension.relative,
+    return DoctorFinding("extensions", ERROR, extension.relative,
                    f"{extension.relative}{owner} does not load: {error[-1] if error else '?'}",
                    f"Importing {extension.module or extension.relative} fails the same way.",
                    None)
 
 
-def _missing_library(label: str, library: str, items: Sequence[Loaded], facts: TorchFacts,
-                     env: Environment) -> Finding:
+def _missing_library(label: str, library: str, items: Sequence[Loaded], facts: TorchCheck,
+                     env: Environment) -> DoctorFinding:
     files = ", ".join(i.extension.relative for i in items)
     one = len(items) == 1
     subject = label or items[0].extension.relative
@@ -376,7 +376,7 @@ def _missing_library(label: str, library: str, items: Sequence[Loaded], facts: T
                                               else f"{len(items)} extensions")
     message = f"{lead} need{'s' if one else ''} {library}, which is not found"
     if library.startswith("libcuda.so"):
-        return Finding("extensions", WARNING, subject, message,
+        return DoctorFinding("extensions", WARNING, subject, message,
                        f"{library} comes with the NVIDIA driver, which this machine does not "
                        f"have: {files} load{'s' if one else ''} only where a GPU driver is "
                        "installed.", None)
@@ -386,13 +386,13 @@ def _missing_library(label: str, library: str, items: Sequence[Loaded], facts: T
     cudart = re.match(r"libcudart\.so\.(\d+)", library)
     if cudart or re.match(r"lib(c10|torch)_(cuda|hip)", library):
         build = f"a CUDA {cudart.group(1)} build" if cudart else "a GPU build"
-        return Finding(
+        return DoctorFinding(
             "extensions", ERROR, subject, message,
             f"Importing {files} fails: {library} comes with {build} of torch, and torch "
             f"{facts.version} is {facts.variant}.{declared} Install the torch the package "
             "was built for (the fix).",
             env.installer.command("--force-reinstall", *pins) if pins else None)
-    return Finding("extensions", ERROR, subject, message,
+    return DoctorFinding("extensions", ERROR, subject, message,
                    f"Importing {files} fails: neither torch's libraries nor the system provide "
                    f"{library}, a library the package depends on but does not bring.", None)
 
@@ -400,7 +400,7 @@ def _missing_library(label: str, library: str, items: Sequence[Loaded], facts: T
 # -- check 5: modules built only for other Pythons --------------------------------------------
 
 
-def variant_findings(dists: Sequence[Distribution], env: Environment) -> list[Finding]:
+def variant_findings(dists: Sequence[Distribution], env: Environment) -> list[DoctorFinding]:
     findings = []
     for dist in dists:
         modules: dict[str, list[str]] = {}
@@ -414,7 +414,7 @@ def variant_findings(dists: Sequence[Distribution], env: Environment) -> list[Fi
             if tagged and not any(_loads_here(f, env) for f in files):
                 findings.append(_wrong_python(dist, module, sorted(tagged), env))
     if not findings:
-        findings.append(Finding("wheels", INFO, "wheels",
+        findings.append(DoctorFinding("wheels", INFO, "wheels",
                                 f"every extension module has a variant for Python "
                                 f"{env.python_minor}"))
     return findings
@@ -426,10 +426,10 @@ def _loads_here(entry: str, env: Environment) -> bool:
 
 
 def _wrong_python(dist: Distribution, module: str, files: list[str],
-                  env: Environment) -> Finding:
+                  env: Environment) -> DoctorFinding:
     pythons = sorted({_python_of(f) for f in files})
     dotted = module.strip("/").replace("/", ".")
-    return Finding(
+    return DoctorFinding(
         "wheels", ERROR, dist.label,
         f"{dist.label}: {', '.join(files)} {'is' if len(files) == 1 else 'are'} built for "
         f"Python {', '.join(pythons)} only; this is Python {env.python_minor}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CHECKS", "ERROR", "INFO", "SEVERITIES", "WARNING", "Finding"]
+__all__ = ["CHECKS", "ERROR", "INFO", "SEVERITIES", "WARNING", "DoctorFinding"]
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITIES = (ERROR, WARNING, INFO)  # most severe first: the order findings are listed in
@@ -14,7 +14,7 @@ CHECKS = ("requirements", "torch", "cuda", "extensions", "wheels")
 
 
 @dataclass(frozen=True)
-class Finding:
+class DoctorFinding:
     check: str  # one of CHECKS
     severity: str  # one of SEVERITIES
     subject: str  # what it is about: a distribution, a file, a tool

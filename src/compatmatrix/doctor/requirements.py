@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from compatmatrix.doctor.environment import Distribution, Environment, applies
-from compatmatrix.doctor.finding import ERROR, INFO, Finding
+from compatmatrix.doctor.finding import ERROR, INFO, DoctorFinding
 
 __all__ = ["check_requirements", "plain", "torch_index_args"]
 
@@ -32,9 +32,9 @@ class _Demand:
     via: str  # who asked for the extra, e.g. "vllm 0.10.1.1 requires fastapi[standard]"
 
 
-def check_requirements(dists: Sequence[Distribution], env: Environment) -> list[Finding]:
+def check_requirements(dists: Sequence[Distribution], env: Environment) -> list[DoctorFinding]:
     installed = {d.key: d for d in dists}
-    findings: list[Finding] = []
+    findings: list[DoctorFinding] = []
     missing: dict[tuple[str, str], list[_Demand]] = {}
     for demand in _demands(dists, installed, env.markers):
         target = installed.get(canonicalize_name(demand.req.name))
@@ -44,7 +44,7 @@ def check_requirements(dists: Sequence[Distribution], env: Environment) -> list[
             findings.append(_conflict(demand, target, installed, env))
     findings += [_missing(demands, env) for demands in missing.values()]
     if not findings:
-        findings.append(Finding("requirements", INFO, "distributions",
+        findings.append(DoctorFinding("requirements", INFO, "distributions",
                                 f"the requirements of all {len(dists)} installed "
                                 "distributions are met"))
     return findings
@@ -114,7 +114,7 @@ def _owner(demand: _Demand) -> str:
 
 
 def _conflict(demand: _Demand, target: Distribution, installed: Mapping[str, Distribution],
-              env: Environment) -> Finding:
+              env: Environment) -> DoctorFinding:
     wanted = plain(demand.req)
     dist = demand.dist
     explanation = (
@@ -129,12 +129,12 @@ def _conflict(demand: _Demand, target: Distribution, installed: Mapping[str, Dis
     explanation += (f" Either install what {dist.name} asks for (the fix), or a release of "
                     f"{dist.name} whose requirements admit {target.label}.")
     index = torch_index_args(installed) if target.key in TORCH_FAMILY else []
-    return Finding("requirements", ERROR, dist.label,
+    return DoctorFinding("requirements", ERROR, dist.label,
                    f"{_owner(demand)} requires {wanted}, but {target.label} is installed",
                    explanation, env.installer.command(*index, wanted))
 
 
-def _missing(demands: list[_Demand], env: Environment) -> Finding:
+def _missing(demands: list[_Demand], env: Environment) -> DoctorFinding:
     first = demands[0]
     wanted = sorted({plain(d.req) for d in demands}, key=str.lower)
     shown = ", ".join(wanted[:_SHOWN]) + (f" and {len(wanted) - _SHOWN} more"
@@ -146,6 +146,6 @@ def _missing(demands: list[_Demand], env: Environment) -> Finding:
                    f"{first.dist.name} may fail with ModuleNotFoundError.")
     if first.via:
         explanation += f" They come with the extra, because {first.via}."
-    return Finding("requirements", ERROR, first.dist.label,
+    return DoctorFinding("requirements", ERROR, first.dist.label,
                    f"{_owner(first)} requires {shown}, which {verb} not installed",
                    explanation, env.installer.command(*wanted))

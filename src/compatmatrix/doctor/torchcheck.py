@@ -8,24 +8,21 @@ that is the nvcc an extension build will use, and compared with the CUDA torch w
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from compatmatrix.doctor.environment import CannotInspect, Environment, Installer
-from compatmatrix.doctor.finding import ERROR, INFO, WARNING, Finding
+from compatmatrix.doctor.finding import ERROR, INFO, WARNING, DoctorFinding
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.gpu import Capabilities
 from compatmatrix.host.safeio import tagged_json
-from compatmatrix.host.toolchain import parse_nvcc_version
+from compatmatrix.host.toolchain import parse_nvcc_version, torch_nvcc
 
 __all__ = [
     "TORCH_TIMEOUT",
-    "Nvcc",
-    "TorchFacts",
+    "NvccFacts",
+    "TorchCheck",
     "cuda_findings",
-    "find_nvcc",
     "torch_facts",
     "torch_findings",
 ]
@@ -63,7 +60,7 @@ except BaseException as exc:
 
 
 @dataclass(frozen=True)
-class TorchFacts:
+class TorchCheck:
     version: str | None = None  # None: torch did not import
     cuda: str | None = None
     hip: str | None = None
@@ -88,7 +85,7 @@ class TorchFacts:
 
 
 @dataclass(frozen=True)
-class Nvcc:
+class NvccFacts:
     path: str | None  # the nvcc a build would run; None when there is none
     found_by: str  # "$CUDA_HOME", "PATH", ...
     version: str | None = None  # "13.0"
@@ -103,7 +100,7 @@ class Nvcc:
 
 
 def torch_facts(env: Environment, process_env: Mapping[str, str],
-                timeout: float = TORCH_TIMEOUT) -> TorchFacts:
+                timeout: float = TORCH_TIMEOUT) -> TorchCheck:
     result = _cmd.run([str(env.python), "-c", _FACTS, *COMPILE_MODULES], env=process_env,
                       timeout=timeout)
     facts: dict[str, object] = {}
@@ -122,9 +119,9 @@ def torch_facts(env: Environment, process_env: Mapping[str, str],
     torch = facts.get("torch")
     if not isinstance(torch, dict):
         error = str(facts.get("torch_error") or _died(result, "importing torch"))
-        return TorchFacts(error=error)
+        return TorchCheck(error=error)
     error = "" if result.ok else _died(result, "the torch check")
-    return TorchFacts(version=torch["version"], cuda=torch["cuda"], hip=torch["hip"],
+    return TorchCheck(version=torch["version"], cuda=torch["cuda"], hip=torch["hip"],
                       cxx11_abi=torch["cxx11_abi"], lib=torch["lib"], modules=modules,
                       cuda_available=_optional_bool(facts.get("cuda_available")), error=error)
 
@@ -160,49 +157,39 @@ def _died(result: _cmd.CommandResult, what: str) -> str:
     return f"{what} exited with {result.returncode}: {lines[-1] if lines else 'no output'}"
 
 
-def find_nvcc(process_env: Mapping[str, str]) -> tuple[Path | None, str]:
-    """The nvcc torch.utils.cpp_extension would use, and how it was found."""
-    for variable in ("CUDA_HOME", "CUDA_PATH"):
-        if process_env.get(variable):
-            return Path(process_env[variable]) / "bin" / "nvcc", f"${variable}"
-    on_path = shutil.which("nvcc", path=process_env.get("PATH"))
-    if on_path is not None:
-        return Path(on_path), "PATH"
-    default = Path("/usr/local/cuda/bin/nvcc")
-    return (default, "/usr/local/cuda") if default.exists() else (None, "")
 
 
-def nvcc_facts(process_env: Mapping[str, str]) -> Nvcc:
-    path, found_by = find_nvcc(process_env)
+def nvcc_facts(process_env: Mapping[str, str]) -> NvccFacts:
+    path, found_by = torch_nvcc(process_env)
     if path is None:
-        return Nvcc(None, "", error="not found ($CUDA_HOME and $CUDA_PATH are unset, no nvcc "
+        return NvccFacts(None, "", error="not found ($CUDA_HOME and $CUDA_PATH are unset, no nvcc "
                                     "on PATH, no /usr/local/cuda)")
     if not path.exists():
-        return Nvcc(str(path), found_by, error=f"{found_by} points to {path.parent.parent}, "
+        return NvccFacts(str(path), found_by, error=f"{found_by} points to {path.parent.parent}, "
                                                "which has no bin/nvcc")
     result = _cmd.run([str(path), "--version"], env=process_env, timeout=NVCC_TIMEOUT)
     version = parse_nvcc_version(result.output) if result.ok else None
     if version is None:
-        return Nvcc(str(path), found_by, error=f"`{path} --version` failed: "
+        return NvccFacts(str(path), found_by, error=f"`{path} --version` failed: "
                                                f"{result.output.strip()[-200:]}")
-    return Nvcc(str(path), found_by, version[0])
+    return NvccFacts(str(path), found_by, version[0])
 
 
 # -- findings ---------------------------------------------------------------------------------
 
 
-def torch_findings(facts: TorchFacts | None, env: Environment,
-                   installed_version: str | None) -> list[Finding]:
+def torch_findings(facts: TorchCheck | None, env: Environment,
+                   installed_version: str | None) -> list[DoctorFinding]:
     if facts is None:
-        return [Finding("torch", INFO, "torch", "torch is not installed",
+        return [DoctorFinding("torch", INFO, "torch", "torch is not installed",
                         "The torch, CUDA toolchain and extension checks have nothing to check.")]
     reinstall = env.installer.command("--force-reinstall", f"torch=={installed_version}")
     if facts.version is None:
-        return [Finding("torch", ERROR, "torch", f"torch does not import: {facts.error}",
+        return [DoctorFinding("torch", ERROR, "torch", f"torch does not import: {facts.error}",
                         "Everything built on torch fails the same way. A reinstall restores "
                         "missing or damaged files and torch's own requirements.", reinstall)]
     abi = "cxx11" if facts.cxx11_abi else "pre-cxx11"
-    findings = [Finding(
+    findings = [DoctorFinding(
         "torch", INFO, "torch",
         f"torch {facts.version}, {facts.variant}, C++ ABI {abi} "
         f"(torch._C._GLIBCXX_USE_CXX11_ABI = {facts.cxx11_abi})",
@@ -211,15 +198,16 @@ def torch_findings(facts: TorchFacts | None, env: Environment,
         ", to load here.")]
     findings += _compile_findings(facts, env.installer, reinstall)
     if facts.error:
-        findings.append(Finding("torch", WARNING, "torch", f"the torch check stopped early: "
+        findings.append(DoctorFinding("torch", WARNING, "torch", f"the torch check stopped early: "
                                 f"{facts.error}", "Some torch facts are missing."))
     return findings
 
 
-def _compile_findings(facts: TorchFacts, installer: Installer, reinstall: str) -> list[Finding]:
+def _compile_findings(facts: TorchCheck, installer: Installer,
+                      reinstall: str) -> list[DoctorFinding]:
     broken = {name: error for name, error in facts.modules.items() if error}
     if not broken and len(facts.modules) == len(COMPILE_MODULES):
-        return [Finding("torch", INFO, "torch.compile",
+        return [DoctorFinding("torch", INFO, "torch.compile",
                         "torch._inductor.config and torch.compile (torch._dynamo) import")]
     findings = []
     for name, error in sorted(broken.items()):
@@ -227,65 +215,66 @@ def _compile_findings(facts: TorchFacts, installer: Installer, reinstall: str) -
         missing = re.match(r"ModuleNotFoundError: No module named '(\w+)", error or "")
         fix = (installer.command(missing.group(1))
                if missing and missing.group(1) != "torch" else reinstall)
-        findings.append(Finding(
+        findings.append(DoctorFinding(
             "torch", ERROR, "torch.compile", f"import {name} fails: {error}",
             "torch.compile, and everything that compiles with it (vLLM, for one), fails "
             "until it imports.", fix))
     return findings
 
 
-def cuda_findings(facts: TorchFacts | None, nvcc: Nvcc, gpus: Capabilities) -> list[Finding]:
+def cuda_findings(facts: TorchCheck | None, nvcc: NvccFacts,
+                  gpus: Capabilities) -> list[DoctorFinding]:
     return [*_nvcc_findings(facts, nvcc), *_gpu_findings(facts, gpus)]
 
 
-def _nvcc_findings(facts: TorchFacts | None, nvcc: Nvcc) -> list[Finding]:
+def _nvcc_findings(facts: TorchCheck | None, nvcc: NvccFacts) -> list[DoctorFinding]:
     torch_cuda = facts.cuda if facts is not None else None
     where = f"{nvcc.path} (from {nvcc.found_by})" if nvcc.path else ""
     if torch_cuda is None:
         what = f"nvcc {nvcc.version} at {where}" if nvcc.version else f"nvcc: {nvcc.error}"
         why = ("torch is not installed" if facts is None else "torch does not import"
                if facts.version is None else f"torch is {facts.variant}")
-        return [Finding("cuda", INFO, "nvcc", f"{what}; {why}, so extension builds here do "
+        return [DoctorFinding("cuda", INFO, "nvcc", f"{what}; {why}, so extension builds here do "
                                               "not use nvcc")]
     toolkit = f"/usr/local/cuda-{torch_cuda}"
     fix = f"export CUDA_HOME={toolkit} PATH={toolkit}/bin:$PATH"
     if nvcc.version is None:
-        return [Finding(
+        return [DoctorFinding(
             "cuda", WARNING, "nvcc", f"nvcc {nvcc.error}; torch is a CUDA {torch_cuda} build",
             "Installing a package that compiles CUDA code (an sdist, a --no-build-isolation "
             f"build, a JIT extension) will fail. Install the CUDA {torch_cuda} toolkit and "
             "point CUDA_HOME at it.", fix)]
     have, want = nvcc.version.split("."), torch_cuda.split(".")
     if have[0] != want[0]:
-        return [Finding(
+        return [DoctorFinding(
             "cuda", ERROR, "nvcc", f"nvcc {nvcc.version} at {where} does not match torch's "
                                    f"CUDA {torch_cuda}: builds will fail",
             "torch.utils.cpp_extension refuses to build with an nvcc of another CUDA major "
             f"version than torch's; install the CUDA {torch_cuda} toolkit and point "
             "CUDA_HOME at it.", fix)]
     if have[1:2] != want[1:2]:
-        return [Finding(
+        return [DoctorFinding(
             "cuda", WARNING, "nvcc", f"nvcc {nvcc.version} at {where} differs from torch's CUDA "
                                      f"{torch_cuda} in the minor version",
             "Builds usually work across minor versions (torch warns), but kernels built with "
             "a newer nvcc may need a newer driver than torch's own.", fix)]
-    return [Finding("cuda", INFO, "nvcc", f"nvcc {nvcc.version} at {where} matches torch's "
+    return [DoctorFinding("cuda", INFO, "nvcc", f"nvcc {nvcc.version} at {where} matches torch's "
                                           f"CUDA {torch_cuda}")]
 
 
-def _gpu_findings(facts: TorchFacts | None, gpus: Capabilities) -> list[Finding]:
+def _gpu_findings(facts: TorchCheck | None, gpus: Capabilities) -> list[DoctorFinding]:
     if not gpus:
         why = getattr(gpus, "why_none", "") or "none visible"
-        return [Finding("cuda", INFO, "gpu", f"no NVIDIA GPU visible ({why})",
+        return [DoctorFinding("cuda", INFO, "gpu", f"no NVIDIA GPU visible ({why})",
                         "CUDA kernels cannot run here; CPU code and builds still can.")]
     names = _describe(gpus)
     if facts is not None and facts.cuda and facts.cuda_available is False:
-        return [Finding(
+        return [DoctorFinding(
             "cuda", WARNING, "gpu", f"{names} visible, but torch.cuda.is_available() is False",
             f"torch {facts.version} is a CUDA {facts.cuda} build; the usual cause is an NVIDIA "
             f"driver too old for CUDA {facts.cuda} (nvidia-smi prints the newest CUDA the "
             "driver supports), or CUDA_VISIBLE_DEVICES hiding the GPUs.", "nvidia-smi")]
-    return [Finding("cuda", INFO, "gpu", f"GPU visible: {names}")]
+    return [DoctorFinding("cuda", INFO, "gpu", f"GPU visible: {names}")]
 
 
 def _describe(gpus: Sequence[tuple[str, str]]) -> str:

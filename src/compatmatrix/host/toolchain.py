@@ -45,6 +45,7 @@ __all__ = [
     "parse_nvcc_version",
     "prepare_toolchain",
     "pypi_requirements",
+    "torch_nvcc",
 ]
 
 NVCC_ENV = "COMPATMATRIX_NVCC"
@@ -168,7 +169,8 @@ def system_candidates(env: Mapping[str, str], cuda: str) -> list[Path]:
 
 
 def find_nvcc(env: Mapping[str, str], cuda: str) -> tuple[Nvcc | None, list[str]]:
-    """A system nvcc whose version is exactly ``cuda``, and what else was seen."""
+    """A system nvcc whose version is exactly ``cuda``, and what else was seen: the build's
+    search order (see :func:`torch_nvcc` for torch's own)."""
     seen = []
     for path in system_candidates(env, cuda):
         try:
@@ -346,3 +348,22 @@ def _joined(first: Sequence[Path], rest: str | None) -> str:
 def _note(log: Path, text: str) -> None:
     with log.open("a", encoding="utf-8") as handle:
         handle.write(f"[compatmatrix] {text}\n")
+
+
+def torch_nvcc(process_env: Mapping[str, str]) -> tuple[Path | None, str]:
+    """The nvcc torch.utils.cpp_extension would use in ``process_env``, and how it was found.
+
+    One of the two nvcc search orders, named for what they answer. This one is torch's own
+    (``$CUDA_HOME``, ``$CUDA_PATH``, ``PATH``, ``/usr/local/cuda``: the first found wins,
+    whatever its version): what a build in that environment would run, which doctor reports.
+    :func:`find_nvcc` is the build's: the most specific place first, and only an nvcc whose
+    version is exactly torch's CUDA.
+    """
+    for variable in ("CUDA_HOME", "CUDA_PATH"):
+        if process_env.get(variable):
+            return Path(process_env[variable]) / "bin" / "nvcc", f"${variable}"
+    on_path = shutil.which("nvcc", path=process_env.get("PATH"))
+    if on_path is not None:
+        return Path(on_path), "PATH"
+    default = Path("/usr/local/cuda/bin/nvcc")
+    return (default, "/usr/local/cuda") if default.exists() else (None, "")

@@ -24,7 +24,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from compatmatrix.errors import Location, ProjectFileError, UsageError
-from compatmatrix.model.project import tomllib
+from compatmatrix.model.project import toml_error, tomllib
 
 __all__ = [
     "Declared",
@@ -48,8 +48,6 @@ CUDA_SUFFIXES = (".cu", ".cuh")
 # markers of torch requirements are evaluated for the machines the matrix targets
 LINUX_MARKERS = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
                  "platform_machine": "x86_64", "extra": ""}
-_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
-_TOML_END = re.compile(r"\s*\(at end of document\)")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -162,13 +160,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
         data: dict[str, Any] = tomllib.loads(text)
         return data
     except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        at = _TOML_AT.search(message)
-        if at is not None:
-            where = Location(path, int(at[1]), int(at[2]))
-        else:
-            where = Location(path, max(1, len(text.splitlines())), 1)
-        message = _TOML_END.sub("", _TOML_AT.sub("", message))
+        where, message = toml_error(path, text, exc)
         raise ProjectFileError(where, f"invalid TOML: {message}",
                                "fix the file (the package cannot be built either), then run "
                                "'compatmatrix init' again") from None

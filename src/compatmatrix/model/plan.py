@@ -14,7 +14,6 @@ Semantics (modelled on GitHub Actions' matrix):
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from compatmatrix._text import short_hash
 from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix, is_specifier
 
 __all__ = ["Cell", "build_key", "cell_id", "matches", "plan_cells"]
@@ -82,7 +82,7 @@ def _name_cells(matrix: Matrix, names: list[str], combos: list[tuple[str, ...]])
     for ident, combo in zip(ids, combos):
         axes = tuple(zip(names, combo))
         if counts[ident] > 1:  # two values that read the same once made safe
-            ident = f"{ident}-{_short_hash(repr(axes))}"
+            ident = f"{ident}-{short_hash(repr(axes))}"
         cells.append(Cell(ident, axes, build_key(matrix, dict(axes))))
     return cells
 
@@ -115,9 +115,6 @@ def _safe(text: str) -> str:
         text = text.replace(symbol, word)
     return _UNSAFE.sub("_", text).strip("_") or "_"
 
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:6]
 
 
 def cell_id(axes: Iterable[tuple[str, str]]) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "metadata_requirements",
     "parse_metadata",
     "read_project",
+    "toml_error",
     "tomllib",
 ]
 
@@ -45,7 +46,17 @@ DEFAULT_BUILD_SYSTEM_REQUIRES = ("setuptools>=40.8.0",)
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 # What a static [project] table must not leave dynamic for compatmatrix to resolve from it.
 _RESOLVE_FIELDS = ("name", "dependencies", "optional-dependencies")
-_TOML_PLACE = re.compile(r"\(at line (\d+), column (\d+)\)")
+_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
+_TOML_END = re.compile(r"\s*\(at end of document\)")
+
+
+def toml_error(path: Path, text: str, exc: Exception) -> tuple[Location, str]:
+    """Where a TOMLDecodeError points, and its message without the place."""
+    message = str(exc)
+    at = _TOML_AT.search(message)
+    where = (Location(path, int(at[1]), int(at[2])) if at is not None
+             else Location(path, max(1, len(text.splitlines())), 1))
+    return where, _TOML_END.sub("", _TOML_AT.sub("", message)).strip()
 
 
 @dataclass(frozen=True)
@@ -147,10 +158,8 @@ def _load_toml(pyproject: Path) -> dict[str, Any]:
         data: dict[str, Any] = tomllib.loads(text)
         return data
     except tomllib.TOMLDecodeError as exc:
-        place = _TOML_PLACE.search(str(exc))
-        line, column = (int(place[1]), int(place[2])) if place else (1, 1)
-        message = _TOML_PLACE.sub("", str(exc)).strip()
-        raise SpecError(Location(pyproject, line, column), f"invalid TOML: {message}",
+        where, message = toml_error(pyproject, text, exc)
+        raise SpecError(where, f"invalid TOML: {message}",
                         "fix pyproject.toml; compatmatrix reads it to build the package") \
             from None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from compatmatrix._text import plural
 from compatmatrix.errors import UsageError
 from compatmatrix.host.paths import repository_root
 from compatmatrix.model.plan import Cell, plan_cells
@@ -225,7 +226,7 @@ def _count_problems(status: str, collected: int, evidence: JUnitEvidence) -> tup
     if evidence.tests == 0:
         problems.append("no tests in the JUnit file")
     if evidence.duplicated:
-        problems.append(_plural(evidence.duplicated, "duplicated test case"))
+        problems.append(plural(evidence.duplicated, "duplicated test case"))
     if collected > evidence.tests:
         problems.append(f"{collected - evidence.tests} of {collected} collected tests are "
                         "not in the JUnit file")
@@ -234,9 +235,6 @@ def _count_problems(status: str, collected: int, evidence: JUnitEvidence) -> tup
                         f"failed and {evidence.errors} errors")
     return tuple(problems)
 
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def scrub_paths(text: str, root: str) -> str:

@@ -45,6 +45,7 @@ from compatmatrix.host.toolchain import (
 )
 from compatmatrix.host.uv import Sources, pin_line, uv_source_args
 from compatmatrix.model.project import BuildSystem, ProjectMeta, parse_metadata
+from compatmatrix.model.spec import DEFAULT_CUDA_ARCHS
 from compatmatrix.model.workdir import WorkDir
 
 __all__ = ["DEFAULT_CUDA_ARCHS", "BuildRequest", "BuildResult", "MetadataRequest",
@@ -52,7 +53,6 @@ __all__ = ["DEFAULT_CUDA_ARCHS", "BuildRequest", "BuildResult", "MetadataRequest
            "prepare_metadata", "read_torch_facts"]
 
 BUILD_SETTINGS_VERSION = "2"  # bump when the way we build changes
-DEFAULT_CUDA_ARCHS = ("9.0",)  # H100/H200 machine code
 CUDA_SUFFIXES = (".cu", ".cuh")
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from compatmatrix._text import plural
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
 from compatmatrix.host.paths import import_outside
@@ -255,7 +256,7 @@ def _verdict(evidence: _Evidence, limit: float | None) -> tuple[str, str]:
     deselected = evidence.deselected
     if evidence.done.returncode == 5 and deselected:
         # collected, then every test deselected (-m, -k in the suite's args): nothing ran
-        return "not_run", f"all {_plural(deselected, 'test')} deselected"
+        return "not_run", f"all {plural(deselected, 'test')} deselected"
     problems = _process_problems(evidence.done, limit)
     if evidence.done.timed_out:
         return "failed", problems[0]  # nothing after a kill is worth a second clause
@@ -272,7 +273,7 @@ def _verdict(evidence: _Evidence, limit: float | None) -> tuple[str, str]:
         why = sorted({case.message for case in cases if case.message})
         shown = "; ".join(why[:3]) + (f"; and {len(why) - 3} other reasons" if len(why) > 3
                                       else "")
-        return "not_run", (f"all {_plural(len(cases), 'test')} skipped"
+        return "not_run", (f"all {plural(len(cases), 'test')} skipped"
                            + (f": {shown}" if shown else ""))
     return "passed", ""
 
@@ -298,8 +299,8 @@ def _count_problems(evidence: _Evidence) -> list[str]:
     errors = sum(case.outcome == "error" for case in cases)
     problems = []
     if failed or errors:
-        parts = [f"{failed} failed"] * bool(failed) + [_plural(errors, "error")] * bool(errors)
-        problems.append(f"{', '.join(parts)} of {_plural(len(cases), 'test')}")
+        parts = [f"{failed} failed"] * bool(failed) + [plural(errors, "error")] * bool(errors)
+        problems.append(f"{', '.join(parts)} of {plural(len(cases), 'test')}")
     missing = evidence.not_reported()
     if missing:
         problems.append(f"{len(missing)} of {evidence.collected_count} collected tests did "
@@ -310,9 +311,6 @@ def _count_problems(evidence: _Evidence) -> list[str]:
         problems.append("pytest exited 1 but the JUnit file records no failure")
     return problems
 
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _signal_name(number: int) -> str:
