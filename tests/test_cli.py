@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MINIMAL, WriteMatrix
+from tests.conftest import MINIMAL, WriteMatrix
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -38,8 +38,7 @@ from compatmatrix.report.model import CellReport, Report
 from compatmatrix.report.write import write_report
 from compatmatrix.stages.build import read_torch_facts
 from compatmatrix.stages.identity import check_identity
-
-from .conftest import make_package
+from tests.conftest import make_package
 
 SECONDS = 15  # "within seconds", with room for a loaded 2-core machine
 
@@ -131,7 +130,7 @@ def test_a_recursive_alias_is_refused_at_the_alias(folder: Path) -> None:
 
 BILLION_LAUGHS = "".join(
     f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
-    for prev, name in zip(["", *"abcdefgh"], "abcdefghi"))
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=False))
 
 
 def test_an_alias_bomb_is_refused_at_the_alias_past_the_budget(folder: Path) -> None:

@@ -12,10 +12,11 @@ __all__ = ["format_table", "plural", "short_hash"]
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [len(h) for h in header]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths)).rstrip(),
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=False)).rstrip(),
              "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
+              for row in rows]
     return "\n".join(lines)
 
 

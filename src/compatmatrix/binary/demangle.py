@@ -67,7 +67,7 @@ def _with_cxxfilt(names: list[str], env: Mapping[str, str]) -> dict[str, str] | 
     lines = result.output.splitlines()
     if not result.ok or len(lines) != len(names):
         return None
-    return dict(zip(names, lines))
+    return dict(zip(names, lines, strict=False))
 
 
 def demangle(symbol: str) -> str:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 from compatmatrix.errors import did_you_mean
 from compatmatrix.host import cmd as _cmd

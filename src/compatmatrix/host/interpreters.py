@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.envvars import expand_path
@@ -51,7 +50,7 @@ def override_variable(version: str) -> str:
     return "COMPATMATRIX_PYTHON_" + version.replace(".", "_")
 
 
-Probe = Callable[[Path], Optional[str]]
+Probe = Callable[[Path], str | None]
 
 
 def probe_version(path: Path, timeout: float = PROBE_TIMEOUT) -> str | None:

@@ -142,7 +142,7 @@ def parse_include_dirs(dryrun: str) -> tuple[Path, ...]:
             words = shlex.split(value)
         except ValueError:  # an unbalanced quote: not nvcc's own output, nothing to read
             continue
-        for before, word in zip(["", *words], words):
+        for before, word in zip(["", *words], words, strict=False):
             folder = word[2:] if word.startswith("-I") and len(word) > 2 else (
                 word if before == "-isystem" else "")
             path = Path(os.path.normpath(folder)) if folder else None

@@ -153,7 +153,8 @@ def ask_torch(specifier: str, pythons: Sequence[str], versions: Sequence[str], *
     newest_for: dict[str, str] = {}
     has: dict[tuple[str, str], bool] = {}
     unknown: set[str] = set()
-    for (python, requirement), (pins, problem, unsatisfiable) in zip(questions, answers):
+    for (python, requirement), (pins, problem, unsatisfiable) in zip(questions, answers,
+                                                                     strict=False):
         if problem and not unsatisfiable:
             if not requirement.startswith("torch=="):
                 unknown.add(python)  # not an answer (a cache miss): the pair stays unknown

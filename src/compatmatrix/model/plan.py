@@ -59,7 +59,7 @@ def plan_cells(matrix: Matrix) -> list[Cell]:
     seen: set[tuple[str, ...]] = set()
     excludes = [dict(entry) for entry in matrix.exclude]
     for combo in itertools.product(*(axis.values for axis in matrix.axes)):
-        values = dict(zip(names, combo))
+        values = dict(zip(names, combo, strict=False))
         if any(matches(entry, values) for entry in excludes):
             continue
         combos.append(combo)
@@ -74,13 +74,13 @@ def plan_cells(matrix: Matrix) -> list[Cell]:
 
 
 def _name_cells(matrix: Matrix, names: list[str], combos: list[tuple[str, ...]]) -> list[Cell]:
-    ids = [cell_id(zip(names, combo)) for combo in combos]
+    ids = [cell_id(zip(names, combo, strict=False)) for combo in combos]
     counts: dict[str, int] = {}
     for ident in ids:
         counts[ident] = counts.get(ident, 0) + 1
     cells = []
-    for ident, combo in zip(ids, combos):
-        axes = tuple(zip(names, combo))
+    for ident, combo in zip(ids, combos, strict=False):
+        axes = tuple(zip(names, combo, strict=False))
         if counts[ident] > 1:  # two values that read the same once made safe
             ident = f"{ident}-{short_hash(repr(axes))}"
         cells.append(Cell(ident, axes, build_key(matrix, dict(axes))))

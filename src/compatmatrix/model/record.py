@@ -17,6 +17,7 @@ from compatmatrix.host.safeio import (
     read_bounded,
     write_json_atomic,
 )
+from compatmatrix.model.outcomes import AuditReport, IdentityResult, SuiteResult
 
 __all__ = ["MAX_RECORD_BYTES", "RECORD_SCHEMA", "CellRecord", "RecordError", "Status",
            "json_kind", "load_record", "read_record", "reproduce_command"]
@@ -55,9 +56,9 @@ class CellRecord:
     wheel_reused: bool = False
     built_with_torch: str | None = None
     running_torch: str | None = None
-    audit: dict[str, Any] | None = None
-    identity: dict[str, Any] | None = None
-    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audit: AuditReport | None = None
+    identity: IdentityResult | None = None
+    suites: dict[str, SuiteResult] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     reproduce: str = ""
@@ -71,6 +72,9 @@ class CellRecord:
             value = getattr(self, name)
             data[name] = value.value if isinstance(value, Status) else value
         data["details"] = list(self.details)
+        data["audit"] = None if self.audit is None else self.audit.to_json()
+        data["identity"] = None if self.identity is None else self.identity.to_json()
+        data["suites"] = {name: suite.to_json() for name, suite in self.suites.items()}
         # durations are rounded floats; one that is not a number (NaN, infinite) is null,
         # which strict JSON can hold
         data["durations"] = {k: finite_or_none(round(v, 3)) for k, v in self.durations.items()}
@@ -102,6 +106,15 @@ class CellRecord:
         known["details"] = tuple(known.get("details", ()))
         seconds = {k: _seconds(v) for k, v in known.get("durations", {}).items()}
         known["durations"] = {k: v for k, v in seconds.items() if v is not None}
+        try:  # the stages' own results, typed; their from_json say what is wrong
+            if known.get("audit") is not None:
+                known["audit"] = AuditReport.from_json(known["audit"])
+            if known.get("identity") is not None:
+                known["identity"] = IdentityResult.from_json(known["identity"])
+            known["suites"] = {name: SuiteResult.from_json(suite, name)
+                               for name, suite in known.get("suites", {}).items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecordError(f"a stage's result in it is not one: {exc}") from None
         return cls(**known)
 
     def write(self, path: Path) -> None:

@@ -32,6 +32,7 @@ from compatmatrix.model.fields import (
     as_str_list,
     check_keys,
 )
+from compatmatrix.model.outcomes import Stage
 from compatmatrix.model.project import read_project
 from compatmatrix.model.yamlfile import YMap, YScalar, YSeq, YValue
 
@@ -65,7 +66,8 @@ NVCC_WORDS = ("auto", "pypi")
 SPECIAL_AXES = ("python", "cuda", "extras")
 KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130",
                   "rocm6.3", "rocm6.4")
-STAGES = ("metadata", "resolve", "build", "audit", "install", "identity", "suite")
+# stages with a timeout of their own (matrix.yaml timeouts:)
+STAGES = tuple(stage.value for stage in Stage if stage is not Stage.SUITES)
 TOP_KEYS = ("version", "project", "axes", "include", "exclude", "indexes", "suites",
             "gate", "ci", "interpreters", "timeouts")
 # \Z, not $ (which also matches before a final newline), and [0-9], not \d (which also
@@ -473,7 +475,7 @@ def _extras_value(node: YValue) -> str:
 
 def _check_duplicates(kind: str, name: str, seq: YSeq, values: tuple[str, ...]) -> None:
     seen: dict[object, str] = {}
-    for node, value in zip(seq.items, values):
+    for node, value in zip(seq.items, values, strict=False):
         key: object = value
         if kind == "package" and value not in (NONE, PREINSTALLED) \
                 and not value.startswith(_OPERATORS):
@@ -676,7 +678,7 @@ def _safe_word(node: YValue, what: str) -> str:
 def _safe_words(node: YValue, what: str) -> tuple[str, ...]:
     words = as_str_list(node, what, allow_empty=False)
     items = node.items if isinstance(node, YSeq) else [node]
-    for item, word in zip(items, words):
+    for item, word in zip(items, words, strict=False):
         if not SAFE_WORD.fullmatch(word):
             raise SpecError(item.at, f"{what}: {word!r} is not safe in a pipeline file",
                             "runner labels are words: letters, digits, '.', '_', '-', not "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -61,7 +61,7 @@ class YMap:
         return [key.text for key, _ in self.entries]
 
 
-YValue = Union[YScalar, YSeq, YMap]
+YValue = YScalar | YSeq | YMap
 
 _TAG_KIND = {
     "tag:yaml.org,2002:str": "str",

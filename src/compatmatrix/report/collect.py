@@ -9,11 +9,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from compatmatrix._text import plural
 from compatmatrix.errors import UsageError
 from compatmatrix.host.paths import repository_root
+from compatmatrix.model.outcomes import SuiteResult, SuiteStatus
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.record import (
     CellRecord,
@@ -33,7 +33,6 @@ from compatmatrix.report.model import (
     CellReport,
     Report,
     SuiteSummary,
-    _counts,
 )
 
 __all__ = [
@@ -200,11 +199,11 @@ def _suites(matrix: Matrix, record: CellRecord,
     return tuple(summaries)
 
 
-def _suite(name: str, data: Mapping[str, Any], junit: Path | None,
+def _suite(name: str, result: SuiteResult, junit: Path | None,
            gpu: str | None = None) -> SuiteSummary:
-    status, reason = str(data.get("status", "")), str(data.get("reason", ""))
-    counts = _counts(data)
-    if status == "not_run":
+    status, reason = result.status.value, result.reason
+    counts = (result.collected, result.passed, result.failed, result.errors, result.skipped)
+    if result.status is SuiteStatus.NOT_RUN:
         # A GPU suite without its GPU here is expected; any other suite that ran no test
         # (every test skipped or deselected) proves nothing: the cell is not verified.
         problems = () if gpu else (f"not run: {reason}",)

@@ -20,6 +20,7 @@ from compatmatrix.host.indexes import index_url_for
 from compatmatrix.host.interpreters import InterpreterFinder
 from compatmatrix.host.toolchain import NVCC_ENV, nvcc_setting
 from compatmatrix.host.uv import Sources, choose_sources
+from compatmatrix.model.outcomes import Finding, Stage, SuiteResult, SuiteStatus, stage_label
 from compatmatrix.model.plan import Cell
 from compatmatrix.model.project import (
     ProjectMeta,
@@ -31,7 +32,7 @@ from compatmatrix.model.record import CellRecord, Status, read_record, reproduce
 from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix
 from compatmatrix.model.workdir import WorkDir
 from compatmatrix.run.inputs import ProjectDigests, cell_inputs
-from compatmatrix.stages.audit import Finding, audit_wheel
+from compatmatrix.stages.audit import audit_wheel
 from compatmatrix.stages.build import (
     BuildRequest,
     BuildResult,
@@ -52,7 +53,7 @@ from compatmatrix.stages.resolve import (
     unwanted_pins,
     wheel_requirement_problems,
 )
-from compatmatrix.stages.suites import SuiteResult, run_suite
+from compatmatrix.stages.suites import run_suite
 
 __all__ = ["DEFAULT_TIMEOUTS", "Cancelled", "RunContext", "StageHook", "run_cell"]
 
@@ -62,8 +63,9 @@ StageHook = Callable[[str, str], None]  # (cell id, stage) when a stage starts
 class Cancelled(Exception):
     """The run was interrupted: this cell leaves no record, the next run redoes it."""
 
-DEFAULT_TIMEOUTS = {"metadata": 1200, "resolve": 600, "build": 3600, "audit": 300, "install": 1200,
-                    "identity": 300, "suite": 1800}
+DEFAULT_TIMEOUTS = {Stage.METADATA: 1200, Stage.RESOLVE: 600, Stage.BUILD: 3600,
+                    Stage.AUDIT: 300, Stage.INSTALL: 1200, Stage.IDENTITY: 300,
+                    Stage.SUITE: 1800}  # seconds; matrix.yaml's timeouts override them
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ class RunContext:
     force: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
 
-    def timeout(self, stage: str) -> float:
-        return float(dict(self.matrix.timeouts).get(stage, DEFAULT_TIMEOUTS[stage]))
+    def timeout(self, stage: Stage) -> float:
+        return float(dict(self.matrix.timeouts).get(stage.value, DEFAULT_TIMEOUTS[stage]))
 
 
 def run_cell(ctx: RunContext, cell: Cell, on_stage: StageHook | None = None) -> CellRecord:
@@ -138,9 +140,10 @@ class _CellRun:
         self.logs[stage] = str(path)
         return path
 
-    def end(self, status: Status, stage: str | None, reason: str,
+    def end(self, status: Status, stage: Stage | str | None, reason: str,
             details: tuple[str, ...] = ()) -> CellRecord:
-        self.record = self.record.but(status=status, stage=stage, reason=reason,
+        label = stage.value if isinstance(stage, Stage) else stage  # "suite:unit" as is
+        self.record = self.record.but(status=status, stage=label, reason=reason,
                                       details=details, durations=dict(self.durations),
                                       logs=dict(self.logs))
         return self.record
@@ -165,14 +168,14 @@ class _CellRun:
         reason = self.audit_errors[0].message + (
             f" (and {more} more audit error{'s' * (more > 1)})" if more else "")
         lines = tuple(f"{f.file}: {f.message}" for f in self.audit_errors)
-        return self.end(Status.FAILED, "audit", reason, (*lines, *later))
+        return self.end(Status.FAILED, Stage.AUDIT, reason, (*lines, *later))
 
     # -- stages ---------------------------------------------------------------------------
 
     def interpreter(self) -> CellRecord | None:
         found = self.ctx.finder.find(self.cell.python)
         if found.path is None:
-            return self.end(Status.UNAVAILABLE, "resolve", found.problem)
+            return self.end(Status.UNAVAILABLE, Stage.RESOLVE, found.problem)
         self.python = found.path
         self.environment = marker_environment(found.full_version or f"{self.cell.python}.0")
         self.record = self.record.but(interpreter=f"{found.path} ({found.full_version})")
@@ -231,10 +234,10 @@ class _CellRun:
             handle.write(f"[compatmatrix] {ctx.project.why_dynamic}: asking the build backend "
                          f"({ctx.project.build_system.backend})\n")
         result = prepare_metadata(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
-                                  log=log, timeout=ctx.timeout("metadata"))
+                                  log=log, timeout=ctx.timeout(Stage.METADATA))
         self.durations["metadata"] = result.duration
         if result.meta is None:
-            return self.end(Status.FAILED, "metadata", result.reason, result.details)
+            return self.end(Status.FAILED, Stage.METADATA, result.reason, result.details)
         self.meta = result.meta
         return None
 
@@ -247,30 +250,26 @@ class _CellRun:
         if conflict is not None:  # a proof from metadata: nothing to ask an index
             # it depends only on the inputs (no index was asked), so it is reused like a
             # record that got further
-            return self.reuse() or self.end(Status.INCOMPATIBLE, "resolve", conflict,
+            return self.reuse() or self.end(Status.INCOMPATIBLE, Stage.RESOLVE, conflict,
                                             (conflict,))
         project_reqs = self.meta.requirements(cell_extras(self.cell), self.environment)
         reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url)
         result: Resolution = resolve_cell(
             reqs, uv=ctx.uv, interpreter=self.python, sources=self.sources,
             lock=ctx.workdir.lock(self.cell.id), log=log, env=ctx.env,
-            timeout=ctx.timeout("resolve"),
+            timeout=ctx.timeout(Stage.RESOLVE),
             preinstalled=("torch",) if self.torch_preinstalled else ())
         self.durations["resolve"] = result.duration
         self.record = self.record.but(resolved=result.pins, requirements=list(reqs))
-        if result.status == "ok":
+        if result.status is None:
             unwanted = unwanted_pins(ctx.matrix, self.cell, result.pins)
             if unwanted is None:
                 return None
             self.record = self.record.but(inputs="")
-            return self.end(Status.INCOMPATIBLE, "resolve", unwanted, (unwanted,))
+            return self.end(Status.INCOMPATIBLE, Stage.RESOLVE, unwanted, (unwanted,))
         self.record = self.record.but(inputs="")  # nothing to compare: resolve again next time
-        status = {"incompatible": Status.INCOMPATIBLE,
-                  "unavailable": Status.UNAVAILABLE}.get(result.status, Status.FAILED)
-        reason = {"incompatible": "the pins cannot be installed together",
-                  "unavailable": "a package index or build is not available here"}.get(
-            result.status, "uv could not resolve the requirements")
-        return self.end(status, "resolve", reason, tuple(result.explanation.splitlines()))
+        return self.end(result.status, Stage.RESOLVE, result.reason,
+                        tuple(result.explanation.splitlines()))
 
     def build(self) -> CellRecord | None:
         ctx = self.ctx
@@ -284,7 +283,7 @@ class _CellRun:
             cuda_archs=project.cuda_archs, nvcc=nvcc_setting(project.nvcc, ctx.env),
             torch_preinstalled=self.torch_preinstalled)
         result: BuildResult = build_wheel(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
-                                          log=self.log("build"), timeout=ctx.timeout("build"))
+                                          log=self.log("build"), timeout=ctx.timeout(Stage.BUILD))
         self.durations["build"] = result.duration
         self.built = result
         self.record = self.record.but(
@@ -293,8 +292,8 @@ class _CellRun:
         if not result.ok:
             if result.unavailable:  # e.g. no matching nvcc: try again once one is installed
                 self.record = self.record.but(inputs="")
-                return self.end(Status.UNAVAILABLE, "build", result.reason, result.details)
-            return self.end(Status.FAILED, "build", result.reason, result.details)
+                return self.end(Status.UNAVAILABLE, Stage.BUILD, result.reason, result.details)
+            return self.end(Status.FAILED, Stage.BUILD, result.reason, result.details)
         return self.check_wheel_metadata()
 
     def check_wheel_metadata(self) -> CellRecord | None:
@@ -313,7 +312,7 @@ class _CellRun:
             self.record.resolved, self.environment, skip=skip)
         if not problems:
             return None
-        return self.end(Status.FAILED, "build", f"the built wheel's metadata differs from what "
+        return self.end(Status.FAILED, Stage.BUILD, f"the built wheel's metadata differs from what "
                         f"was resolved: {problems[0]}", (*problems, (
                             f"the requirements were read from {self.meta.origin} before the "
                             "build; the build produced others (does setup.py compute them "
@@ -337,7 +336,7 @@ class _CellRun:
                              gpu_suites={s.name: s.gpu for s in suites if s.gpu},
                              )
         self.durations["audit"] = time.monotonic() - start
-        self.record = self.record.but(audit=report.to_json())
+        self.record = self.record.but(audit=report)
         log = self.log("audit")
         log.write_text("".join(f"{line}\n" for line in report.gpu_code_lines()) +
                        "".join(f"{f.severity}: {f.file}: {f.message}\n"
@@ -352,12 +351,12 @@ class _CellRun:
         result = install_cell_env(
             ctx.workdir.env(self.cell.id), interpreter=self.python, wheel=self.built.wheel,
             lock=ctx.workdir.lock(self.cell.id), sources=self.sources, uv=ctx.uv, env=ctx.env,
-            log=self.log("install"), timeout=ctx.timeout("install"),
+            log=self.log("install"), timeout=ctx.timeout(Stage.INSTALL),
             system_site_packages=self.torch_preinstalled)
         self.durations["install"] = result.duration
         self.venv_python = result.python
         if not result.ok:
-            return self.end(Status.FAILED, "install", result.reason, result.details)
+            return self.end(Status.FAILED, Stage.INSTALL, result.reason, result.details)
         return None
 
     def identity(self) -> CellRecord | None:
@@ -369,26 +368,26 @@ class _CellRun:
             import_name=matrix.project.import_name,
             build_torch_attr=matrix.project.build_torch_attr,
             wheel_torch=self.built.torch_version, log=self.log("identity"),
-            timeout=self.ctx.timeout("identity"), venv=self.ctx.workdir.env(self.cell.id),
+            timeout=self.ctx.timeout(Stage.IDENTITY), venv=self.ctx.workdir.env(self.cell.id),
             cwd=self.ctx.workdir.neutral(self.cell.id))
         self.durations["identity"] = time.monotonic() - start
-        self.record = self.record.but(identity=result.to_json(),
+        self.record = self.record.but(identity=result,
                                       built_with_torch=result.built_with_torch,
                                       running_torch=result.running_torch)
         if result.import_error:
-            return self.end(Status.FAILED, "identity",
+            return self.end(Status.FAILED, Stage.IDENTITY,
                             f"{matrix.project.import_name} does not import (built against "
                             f"torch {result.built_with_torch}, running torch "
                             f"{result.running_torch})", tuple(result.import_error.splitlines()))
         if result.mismatches:
-            return self.end(Status.FAILED, "identity", result.mismatches[0], result.mismatches)
+            return self.end(Status.FAILED, Stage.IDENTITY, result.mismatches[0], result.mismatches)
         return None
 
     def suites(self) -> CellRecord | None:
         ctx, results = self.ctx, {}
         outcomes: list[SuiteResult] = []
         if not ctx.matrix.suites:
-            return self.end(Status.FAILED, "suites", "matrix.yaml defines no suites: no test "
+            return self.end(Status.FAILED, Stage.SUITES, "matrix.yaml defines no suites: no test "
                             "ran, so nothing shows that the wheel works", (
                                 "add a suite, e.g. suites: {tests: {paths: [tests]}}",))
         for suite in ctx.matrix.suites:
@@ -397,23 +396,23 @@ class _CellRun:
                 suite, python=self.venv_python, cell_id=self.cell.id, root=ctx.matrix.root,
                 junit=ctx.workdir.junit(self.cell.id, suite.name),
                 log=self.log(f"suite-{suite.name}"), workers=_workers(suite.workers, ctx.jobs),
-                timeout=float(suite.timeout or ctx.timeout("suite")),
+                timeout=float(suite.timeout or ctx.timeout(Stage.SUITE)),
                 gpu_problem=cell_kind_problem(suite.gpu, self.cell.value("cuda"), ctx.gpus)
                 if suite.gpu else None,
                 env=_suite_env(ctx.env), venv=ctx.workdir.env(self.cell.id),
                 import_name=ctx.matrix.project.import_name)
             self.durations[f"suite:{suite.name}"] = time.monotonic() - start
-            results[suite.name] = outcome.to_json()
+            results[suite.name] = outcome
             outcomes.append(outcome)
         self.record = self.record.but(suites=results)
-        failed = [o for o in outcomes if o.status == "failed"]
+        failed = [o for o in outcomes if o.status is SuiteStatus.FAILED]
         if failed:
             first = failed[0]
-            return self.end(Status.FAILED, f"suite:{first.name}", first.reason,
+            return self.end(Status.FAILED, stage_label(Stage.SUITE, first.name), first.reason,
                             first.first_errors)
-        if all(o.status == "not_run" for o in outcomes):
+        if all(o.status is SuiteStatus.NOT_RUN for o in outcomes):
             # nothing that proves nothing is green: not one test ran in this cell
-            return self.end(Status.UNAVAILABLE, f"suite:{outcomes[0].name}",
+            return self.end(Status.UNAVAILABLE, stage_label(Stage.SUITE, outcomes[0].name),
                             "no test ran: " + "; ".join(f"{o.name}: {o.reason}"
                                                         for o in outcomes),
                             tuple(f"{o.name}: {o.reason}" for o in outcomes))

@@ -40,12 +40,10 @@ from compatmatrix.binary.elf import (
 from compatmatrix.binary.fatbin import GpuArch, read_gpu_archs
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.gpu import KNOWN_KINDS, GpuKind
+from compatmatrix.model.outcomes import ERROR, NOTE, WARNING, AuditReport, Finding
 
-__all__ = ["ERROR", "NOTE", "WARNING", "AuditReport", "Finding", "audit_wheel", "system_libraries"]
+__all__ = ["audit_wheel", "system_libraries"]
 
-ERROR = "error"
-WARNING = "warning"
-NOTE = "note"  # a fact worth a line in the record, that breaks nothing
 
 PyVersion = tuple[int, int]
 # The newest CPython released: a wheel that admits later minors (abi3, an open
@@ -71,72 +69,8 @@ _TAG_MACHINES = {"x86_64": 62, "i686": 3, "aarch64": 183, "armv7l": 40, "ppc64le
                  "ppc64": 21, "s390x": 22, "riscv64": 243}
 
 
-@dataclass(frozen=True)
-class Finding:
-    severity: str  # ERROR or WARNING
-    file: str  # the file inside the wheel it is about, or the wheel's file name
-    message: str
-
-    def to_json(self) -> dict[str, object]:
-        return {"severity": self.severity, "file": self.file, "message": self.message}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> Finding:
-        return cls(str(data["severity"]), str(data["file"]), str(data["message"]))
 
 
-@dataclass(frozen=True)
-class AuditReport:
-    wheel: str
-    tags: tuple[str, ...]
-    extensions: tuple[str, ...]
-    torch_requirement: str | None
-    findings: tuple[Finding, ...]
-    # per shared object with GPU code: its targets, "sm_90" (SASS) and "compute_90" (PTX)
-    gpu_code: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-    def gpu_code_lines(self) -> list[str]:
-        """``_C.abi3.so: SASS sm_90; PTX none``, one line per shared object with GPU code."""
-        lines = []
-        for member, names in self.gpu_code:
-            sass = [n for n in names if n.startswith("sm_")] or ["none"]
-            ptx = [n for n in names if n.startswith("compute_")] or ["none"]
-            lines.append(f"{member}: SASS {', '.join(sass)}; PTX {', '.join(ptx)}")
-        return lines
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    @property
-    def errors(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity == ERROR)
-
-    def to_json(self) -> dict[str, object]:
-        return {"wheel": self.wheel, "ok": self.ok, "tags": list(self.tags),
-                "extensions": list(self.extensions), "torch_requirement": self.torch_requirement,
-                "findings": [f.to_json() for f in self.findings],
-                "gpu_code": {member: {"sass": [n for n in names if n.startswith("sm_")],
-                                      "ptx": [n for n in names if n.startswith("compute_")]}
-                             for member, names in self.gpu_code}}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> AuditReport:
-        def strings(key: str) -> tuple[str, ...]:
-            value = data.get(key)
-            return tuple(str(v) for v in value) if isinstance(value, list) else ()
-
-        findings = data.get("findings")
-        requirement = data.get("torch_requirement")
-        gpu_code = data.get("gpu_code")
-        return cls(str(data["wheel"]), strings("tags"), strings("extensions"),
-                   None if requirement is None else str(requirement),
-                   tuple(Finding.from_json(f) for f in findings if isinstance(f, Mapping))
-                   if isinstance(findings, list) else (),
-                   tuple((str(member), tuple(str(n) for kind in ("sass", "ptx")
-                                             for n in targets.get(kind, [])))
-                         for member, targets in gpu_code.items() if isinstance(targets, Mapping))
-                   if isinstance(gpu_code, Mapping) else ())
 
 
 @dataclass(frozen=True)

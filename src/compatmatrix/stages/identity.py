@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,10 @@ from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
 from compatmatrix.host.paths import import_outside
 from compatmatrix.host.probe import probe
+from compatmatrix.model.outcomes import IdentityResult
 from compatmatrix.model.spec import NONE, PREINSTALLED, is_specifier
 
-__all__ = ["IdentityResult", "check_identity", "expected_cuda", "same_torch"]
+__all__ = ["check_identity", "expected_cuda", "same_torch"]
 
 _FACTS = r"""
 import importlib.metadata as md, json, os, sys
@@ -58,19 +58,6 @@ print("COMPATMATRIX-IMPORT " + json.dumps({"build_torch": value, "module_file": 
 """
 
 
-@dataclass(frozen=True)
-class IdentityResult:
-    ok: bool
-    facts: dict[str, Any] = field(default_factory=dict)
-    mismatches: tuple[str, ...] = ()
-    import_error: str = ""
-    built_with_torch: str | None = None
-    running_torch: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"facts": self.facts, "mismatches": list(self.mismatches),
-                "import_error": self.import_error, "built_with_torch": self.built_with_torch,
-                "running_torch": self.running_torch}
 
 
 def expected_cuda(variant: str | None) -> str | None:

@@ -55,9 +55,3 @@ def install_cell_env(venv: Path, *, interpreter: Path, wheel: Path, lock: Path,
             return InstallResult(False, python, reason, error_lines(result.output),
                                  duration)
     return InstallResult(True, python, duration=duration)
-
-
-def installed_version(python: Path, name: str) -> str | None:
-    result = _cmd.run([str(python), "-c", "import importlib.metadata as m, sys; "
-                       f"print(m.version({name!r}))"], timeout=60)
-    return result.output.strip() if result.ok else None

@@ -27,6 +27,7 @@ from compatmatrix.host.uv import (
 )
 from compatmatrix.model.plan import Cell
 from compatmatrix.model.project import ProjectMeta
+from compatmatrix.model.record import Status
 from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix, is_specifier, package_requirement
 
 __all__ = [
@@ -46,12 +47,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Resolution:
-    status: str  # ok, incompatible, unavailable, failed
+    status: Status | None  # None: resolved; else the cell's (incompatible, unavailable, failed)
     pins: dict[str, str]
     requirements: tuple[str, ...]
     explanation: str = ""
     sources: Sources | None = None
     duration: float = 0.0
+
+    @property
+    def reason(self) -> str:
+        """One line for the record; the explanation keeps uv's words."""
+        return {Status.INCOMPATIBLE: "the pins cannot be installed together",
+                Status.UNAVAILABLE: "a package index or build is not available here"}.get(
+            self.status, "uv could not resolve the requirements") if self.status else ""
 
 
 def torch_requirement(value: str, variant: str | None, index_url: str | None) -> str:
@@ -159,14 +167,14 @@ def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
         argv += ["--no-emit-package", name]
     result = _cmd.run(argv, log=log, env=env, timeout=timeout)
     if result.timed_out:
-        return Resolution("unavailable", {}, tuple(reqs),
+        return Resolution(Status.UNAVAILABLE, {}, tuple(reqs),
                           f"uv did not finish within {timeout:.0f} s (index not responding?)",
                           sources, result.duration)
     if not result.ok:
         return _failure(result.output, reqs, sources, result.duration)
     pins = parse_pins(result.output)
     lock.write_text("".join(pin_line(n, v) + "\n" for n, v in pins.items()), encoding="utf-8")
-    return Resolution("ok", pins, tuple(reqs), "", sources, result.duration)
+    return Resolution(None, pins, tuple(reqs), "", sources, result.duration)
 
 
 def wheel_requirement_problems(requirements: Sequence[str], pins: Mapping[str, str],
@@ -196,12 +204,12 @@ def _failure(output: str, reqs: Sequence[str], sources: Sources,
     if any(marker in output for marker in UNSATISFIABLE):
         if sources.note and involves_missing(text):
             # the variant's index was skipped: what is missing may be there
-            return Resolution("unavailable", {}, tuple(reqs), f"{sources.note}; {text}",
+            return Resolution(Status.UNAVAILABLE, {}, tuple(reqs), f"{sources.note}; {text}",
                               sources, duration)
-        return Resolution("incompatible", {}, tuple(reqs), text, sources, duration)
+        return Resolution(Status.INCOMPATIBLE, {}, tuple(reqs), text, sources, duration)
     if any(marker in output for marker in NETWORK):
-        return Resolution("unavailable", {}, tuple(reqs), text, sources, duration)
-    return Resolution("failed", {}, tuple(reqs), text, sources, duration)
+        return Resolution(Status.UNAVAILABLE, {}, tuple(reqs), text, sources, duration)
+    return Resolution(Status.FAILED, {}, tuple(reqs), text, sources, duration)
 
 
 

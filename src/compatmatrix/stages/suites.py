@@ -15,7 +15,7 @@ import shlex
 import shutil
 import signal
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from compatmatrix._text import plural
@@ -29,11 +29,11 @@ from compatmatrix.model.junit import (
     read_junit,
     write_not_run_junit,
 )
+from compatmatrix.model.outcomes import SuiteResult, SuiteStatus
 from compatmatrix.model.spec import Suite
 
-__all__ = ["PLUGIN_SOURCE", "STATUSES", "SuiteResult", "pytest_command", "run_suite"]
+__all__ = ["PLUGIN_SOURCE", "pytest_command", "run_suite"]
 
-STATUSES = ("passed", "failed", "not_run")
 MAX_FIRST_ERRORS = 5
 PLUGIN_MODULE = "_compatmatrix_pytest"  # a name no project uses, unlike "compatmatrix"
 # compatmatrix's pytest plugin, copied into each suite's state folder under PLUGIN_MODULE
@@ -46,54 +46,6 @@ _DESELECTED = "deselected-"
 _LOCATION_LINE = re.compile(r"^\S+:\d+: ([A-Za-z_][\w.]*)$")
 
 
-@dataclass(frozen=True)
-class SuiteResult:
-    name: str
-    status: str  # one of STATUSES
-    reason: str  # "" when passed; else one line a person understands
-    collected: int
-    passed: int
-    failed: int
-    errors: int
-    skipped: int
-    duration: float
-    junit: str | None
-    log: str
-    command: str
-    first_errors: tuple[str, ...] = ()
-    imported_from: tuple[str, ...] = ()  # where the package under test was imported from
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "passed"
-
-    def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        data["first_errors"] = list(self.first_errors)
-        data["imported_from"] = list(self.imported_from)
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> SuiteResult:
-        def text(key: str) -> str:
-            return str(data[key])
-
-        def number(key: str) -> int:
-            value = data[key]
-            return value if isinstance(value, int) else int(str(value))
-
-        errors = data.get("first_errors") or []
-        imported = data.get("imported_from") or []
-        junit = data.get("junit")
-        return cls(
-            name=text("name"), status=text("status"), reason=text("reason"),
-            collected=number("collected"), passed=number("passed"), failed=number("failed"),
-            errors=number("errors"), skipped=number("skipped"),
-            duration=float(str(data["duration"])), junit=None if junit is None else str(junit),
-            log=text("log"), command=text("command"),
-            first_errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
-            imported_from=tuple(str(p) for p in imported) if isinstance(imported, list) else (),
-        )
 
 
 # --- running -----------------------------------------------------------------------------
@@ -150,7 +102,7 @@ def run_suite(suite: Suite, *, python: Path, cell_id: str, root: Path, junit: Pa
     outside = [o for o in (import_outside(import_name, p, venv) for p in imported
                            if venv is not None and import_name) if o]
     if outside:
-        status, reason = "failed", "; ".join(filter(None, [outside[0], reason]))
+        status, reason = SuiteStatus.FAILED, "; ".join(filter(None, [outside[0], reason]))
     counts = _counts(evidence)
     return SuiteResult(
         name=suite.name, status=status, reason=reason, collected=evidence.collected_count,
@@ -158,7 +110,7 @@ def run_suite(suite: Suite, *, python: Path, cell_id: str, root: Path, junit: Pa
         skipped=counts["skipped"], duration=done.duration,
         junit=str(junit) if junit.is_file() else None, log=str(log), command=command,
         first_errors=(tuple(outside) + _first_errors(evidence))[:MAX_FIRST_ERRORS]
-        if status == "failed" else (),
+        if status is SuiteStatus.FAILED else (),
         imported_from=imported,
     )
 
@@ -178,7 +130,7 @@ def _not_run(suite: Suite, cell_id: str, junit: Path, log: Path, command: str,
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as handle:
         handle.write(f"[compatmatrix] suite {suite.name} not run: {reason}\n")
-    return SuiteResult(suite.name, "not_run", reason, 0, 0, 0, 0, 0, 0.0, str(junit),
+    return SuiteResult(suite.name, SuiteStatus.NOT_RUN, reason, 0, 0, 0, 0, 0, 0.0, str(junit),
                        str(log), command)
 
 
@@ -252,30 +204,30 @@ def _unfinished(progress: Path) -> tuple[str, ...]:
     return tuple(running)
 
 
-def _verdict(evidence: _Evidence, limit: float | None) -> tuple[str, str]:
+def _verdict(evidence: _Evidence, limit: float | None) -> tuple[SuiteStatus, str]:
     deselected = evidence.deselected
     if evidence.done.returncode == 5 and deselected:
         # collected, then every test deselected (-m, -k in the suite's args): nothing ran
-        return "not_run", f"all {plural(deselected, 'test')} deselected"
+        return SuiteStatus.NOT_RUN, f"all {plural(deselected, 'test')} deselected"
     problems = _process_problems(evidence.done, limit)
     if evidence.done.timed_out:
-        return "failed", problems[0]  # nothing after a kill is worth a second clause
+        return SuiteStatus.FAILED, problems[0]  # nothing after a kill is worth a second clause
     if evidence.cases is None:
         exited = "" if problems else f" (pytest exited {evidence.done.returncode})"
         problems.append(evidence.junit_problem + exited)
     else:
         problems += _count_problems(evidence)
     if problems:
-        return "failed", "; ".join(problems)
+        return SuiteStatus.FAILED, "; ".join(problems)
     cases = evidence.cases or ()
     if cases and all(case.outcome == "skipped" for case in cases):
         # a suite whose every test skipped proves nothing: it is not passed
         why = sorted({case.message for case in cases if case.message})
         shown = "; ".join(why[:3]) + (f"; and {len(why) - 3} other reasons" if len(why) > 3
                                       else "")
-        return "not_run", (f"all {plural(len(cases), 'test')} skipped"
+        return SuiteStatus.NOT_RUN, (f"all {plural(len(cases), 'test')} skipped"
                            + (f": {shown}" if shown else ""))
-    return "passed", ""
+    return SuiteStatus.PASSED, ""
 
 
 def _process_problems(done: _cmd.CommandResult, limit: float | None) -> list[str]:

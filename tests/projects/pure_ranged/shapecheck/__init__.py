@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from packaging.version import Version
@@ -31,7 +32,7 @@ def _check(name: str, value: Any, spec: str, dims: dict[str, int]) -> None:
     wanted = [d.strip() for d in shape_part.split(",") if d.strip()]
     if len(wanted) != value.dim():
         raise ShapeError(f"{name}: expected {len(wanted)} dims ({spec}), got {tuple(value.shape)}")
-    for label, size in zip(wanted, value.shape):
+    for label, size in zip(wanted, value.shape, strict=False):
         if label.isdigit():
             if int(label) != size:
                 raise ShapeError(f"{name}: dimension {label} expected, got {size}")

@@ -6,8 +6,7 @@ import pytest
 
 from compatmatrix.errors import SpecError
 from compatmatrix.model.spec import NONE, load_matrix, package_requirement
-
-from .conftest import MINIMAL, WriteMatrix
+from tests.conftest import MINIMAL, WriteMatrix
 
 FULL = """
 version: 1

@@ -52,8 +52,7 @@ from compatmatrix.stages.build import (
 from compatmatrix.stages.identity import _preinstalled_problem, _version_problem
 from compatmatrix.stages.install import install_cell_env
 from compatmatrix.stages.resolve import cell_requirements, resolve_cell
-
-from .conftest import MINIMAL, WriteMatrix
+from tests.conftest import MINIMAL, WriteMatrix
 
 NVCC_13 = """nvcc: NVIDIA (R) Cuda compiler driver
 Copyright (c) 2005-2025 NVIDIA Corporation
@@ -406,7 +405,7 @@ def test_a_preinstalled_torch_is_not_installed_for_the_build(tmp_path: Path) -> 
 
 # -- real CUDA cells (opt in: COMPATMATRIX_CUDA_TESTS=1) ------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_NVCC = shutil.which("nvcc")
 real_cuda = pytest.mark.skipif(
     os.environ.get("COMPATMATRIX_CUDA_TESTS") != "1",

@@ -4,8 +4,7 @@ import re
 
 from compatmatrix.model.plan import cell_id, matches, plan_cells
 from compatmatrix.model.spec import NONE, load_matrix
-
-from .conftest import WriteMatrix
+from tests.conftest import WriteMatrix
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
 

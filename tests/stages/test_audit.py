@@ -21,7 +21,8 @@ import pytest
 from compatmatrix.binary.elf import ElfError, read_elf, read_elf_file
 from compatmatrix.binary.fatbin import FATBIN_MAGIC, read_gpu_archs, read_gpu_archs_in
 from compatmatrix.host import cmd as _cmd
-from compatmatrix.stages.audit import ERROR, NOTE, WARNING, AuditReport, Finding, audit_wheel
+from compatmatrix.model.outcomes import ERROR, NOTE, WARNING, AuditReport, Finding
+from compatmatrix.stages.audit import audit_wheel
 
 ARCH = platform.machine()
 ABI3 = f"cp39-abi3-linux_{ARCH}"
@@ -546,7 +547,8 @@ def gpu_audit(path: Path, *, torch_cuda: str | None = "13.0",
 
 def gpu_wheel(folder: Path, *binaries: Path) -> Path:
     names = ["compat_kernels/_C.abi3.so", "compat_kernels/_extra.abi3.so"]
-    return make_wheel(folder, {name: b.read_bytes() for name, b in zip(names, binaries)})
+    return make_wheel(folder, {name: b.read_bytes()
+                               for name, b in zip(names, binaries, strict=False)})
 
 
 @pytest.mark.parametrize(("variant", "expected"), [

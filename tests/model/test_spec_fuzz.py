@@ -36,7 +36,7 @@ class Raw:
     text: str
 
 
-Tree = Union[Raw, list["Tree"], dict[str, "Tree"]]
+Tree = Union[Raw, list["Tree"], dict[str, "Tree"]]  # noqa: UP007 (a recursive alias)
 
 SCALARS = (  # plausible values and implausible ones, as they would be written
     "1", "2", "0", "-1", "900", "90", "pkg", ".", "..", '"pkg"', "3.11", '"3.10"', "3.10",

@@ -17,8 +17,7 @@ from compatmatrix.stages.resolve import (
     unwanted_pins,
     wheel_requirement_problems,
 )
-
-from .conftest import MINIMAL, WriteMatrix
+from tests.conftest import MINIMAL, WriteMatrix
 
 ENV = marker_environment("3.11.7")
 SAGE = ProjectMeta(

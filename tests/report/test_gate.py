@@ -10,8 +10,7 @@ from typing import Any
 from compatmatrix.model.spec import Gate, Quarantine
 from compatmatrix.report.gate import evaluate
 from compatmatrix.report.model import Report
-
-from .conftest import make_package
+from tests.conftest import make_package
 
 TODAY = dt.date(2026, 11, 21)
 

@@ -30,13 +30,13 @@ from compatmatrix.ci.pipelines import (
 )
 from compatmatrix.cli import main
 from compatmatrix.errors import SpecError
+from compatmatrix.model.outcomes import SuiteResult
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.record import CellRecord, Status
 from compatmatrix.model.spec import Axis, CIConfig, Runner, load_matrix
+from tests.conftest import make_package
 
-from .conftest import make_package
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # where the test environment's console scripts are
 
 GPU_MATRIX = """
@@ -419,7 +419,9 @@ def fake_cell(checkout: Path, cell: Cell, status: Status) -> None:
         status=status,
         stage="suite:unit" if failed else None, reason="1 failed" if failed else "",
         build_key=cell.build_key, resolved={"torch": "2.13.0"},
-        suites={"unit": unit, "gpu": {"status": "not_run", "reason": "no GPU here"}},
+        suites={"unit": SuiteResult.from_json(unit, "unit"),
+                "gpu": SuiteResult.from_json({"status": "not_run", "reason": "no GPU here"},
+                                             "gpu")},
         durations={"resolve": 1.0}, reproduce=f"compatmatrix run --cell {cell.id}",
     ).write(work / "results" / f"{cell.id}.json")
 

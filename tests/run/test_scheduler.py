@@ -16,8 +16,7 @@ from compatmatrix.model.plan import plan_cells
 from compatmatrix.model.record import CellRecord, Status, read_record
 from compatmatrix.model.spec import load_matrix
 from compatmatrix.run.scheduler import make_context, run_cells, select_cells
-
-from .planted import make_project
+from tests.planted import make_project
 
 SHARED_KEY = """
 axes:

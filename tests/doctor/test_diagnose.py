@@ -50,7 +50,7 @@ from compatmatrix.host.gpu import Capabilities, gpu_capabilities
 from compatmatrix.host.indexes import pip_config_find_links
 from compatmatrix.host.interpreters import InterpreterFinder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UV = [sys.executable, "-m", "uv"]
 PY311_SUFFIXES = (".cpython-311-x86_64-linux-gnu.so", ".abi3.so", ".so")
 MARKERS_311 = {

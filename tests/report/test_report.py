@@ -22,8 +22,7 @@ from compatmatrix.report.junit import MergeEntry, inspect_junit, merge_junit
 from compatmatrix.report.model import REPORT_FILES, Report, load_report
 from compatmatrix.report.views import python_ranges, resolver_reason, unavailable_facts
 from compatmatrix.report.write import write_report
-
-from .conftest import make_package
+from tests.conftest import make_package
 
 MATRIX = """
 version: 1

@@ -12,9 +12,10 @@ import pytest
 
 from compatmatrix.model import junit
 from compatmatrix.model.junit import junit_key, read_junit
+from compatmatrix.model.outcomes import SuiteResult, SuiteStatus
 from compatmatrix.model.spec import Suite
 from compatmatrix.stages import suites
-from compatmatrix.stages.suites import SuiteResult, run_suite
+from compatmatrix.stages.suites import run_suite
 
 CELL = "py3.11-torch2.13.0-cpu"
 slow = pytest.mark.slow  # runs pytest in a real venv (about a second each)
@@ -267,7 +268,7 @@ def test_junit_key_matches_pytest_naming() -> None:
 
 
 def test_result_round_trips_through_json() -> None:
-    result = SuiteResult("unit", "failed", "1 failed of 2 tests", 2, 1, 1, 0, 0, 1.5,
+    result = SuiteResult("unit", SuiteStatus.FAILED, "1 failed of 2 tests", 2, 1, 1, 0, 0, 1.5,
                          None, "/l.log", "pytest", ("a: b",))
     data = json.loads(json.dumps(result.to_json()))
     assert SuiteResult.from_json(data) == result
