@@ -23,6 +23,7 @@ from compatmatrix.ci.pipelines import (
 from compatmatrix.errors import CompatError, UsageError
 from compatmatrix.host.interpreters import InterpreterFinder
 from compatmatrix.host.safeio import dumps_strict
+from compatmatrix.model.outcomes import Stage
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.project import read_project
 from compatmatrix.model.record import CellRecord, Status
@@ -31,6 +32,7 @@ from compatmatrix.model.workdir import WorkDir, report_dir, work_dir
 from compatmatrix.report.collect import collect
 from compatmatrix.report.gate import evaluate
 from compatmatrix.report.model import Report, load_report, parse_report
+from compatmatrix.report.pins import write_pins
 from compatmatrix.report.publish import committed_file, current_branch, git_toplevel, publish
 from compatmatrix.report.write import write_report
 from compatmatrix.run.progress import make_progress
@@ -110,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                           "among them (default: number of cores)")
     run.add_argument("--force", action="store_true",
                      help="run every selected cell, even when its inputs did not change")
+    run.add_argument("--until", choices=["resolve"], default=None,
+                     help="stop every cell after resolve: 'resolvable' (the pins install "
+                          "together; nothing built or tested), incompatible or unavailable; "
+                          "records go to WORKDIR/pins/, reported by 'report --pins'")
     run.add_argument("--fail-fast", action="store_true",
                      help="start no new cell after one fails or errors")
     run.add_argument("--exit-zero", action="store_true",
@@ -131,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="where the report goes (default: $COMPATMATRIX_REPORTS, else "
                              "reports/ beside matrix.yaml)")
+    report.add_argument("--pins", action="store_true",
+                        help="the pins table of a resolve-only run (run --until resolve) into "
+                             "pins.md and pins.json, never the compatibility report")
     report.add_argument("--commit", default=None, metavar="SHA",
                         help="write 'generated from commit SHA' into the report")
     report.set_defaults(handler=_cmd_report)
@@ -263,9 +272,11 @@ def _sources(args: argparse.Namespace, matrix: Matrix) -> list[Path]:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
-    report = collect(matrix, _sources(args, matrix), commit=args.commit)
+    pins = bool(args.pins)
+    report = collect(matrix, _sources(args, matrix), commit=args.commit,
+                     records="pins" if pins else "results")
     out = _report_dir(args, matrix)
-    changed = _write_report(report, out)
+    changed = write_pins(report, out) if pins else _write_report(report, out)
     counts = ", ".join(f"{n} {status}" for status, n in report.counts().items() if n)
     print(f"{len(report.cells)} cells: {counts}")
     print(f"report in {_short_path(out)}: " + (", ".join(p.name for p in changed) + " changed"
@@ -384,7 +395,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     ctx = make_context(matrix, workdir, os.environ, jobs=args.jobs, force=args.force,
-                       reports=report_dir(matrix.root, os.environ))
+                       reports=report_dir(matrix.root, os.environ),
+                       until=Stage.RESOLVE if args.until == "resolve" else None)
     cells = select_cells(ctx.cells, args.cell, args.select)
     signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job stops like Ctrl-C
     try:
@@ -460,10 +472,14 @@ def _plan_table(matrix: Matrix, cells: list[Cell], finder: InterpreterFinder) ->
     text = format_table(header, rows)
     builds = len({cell.build_key for cell in cells})
     text += f"\n\n{len(cells)} cells, {builds} build keys"
-    project = read_project(matrix.project.path)
-    text += ("\nproject metadata: " + ("pyproject.toml [project]" if project.meta is not None
-             else f"from the build backend ({project.build_system.backend}), once per build "
-                  f"key: {project.why_dynamic}"))
+    if matrix.project is None:
+        text += "\nno project: a pins table (compatmatrix run --until resolve)"
+    else:
+        project = read_project(matrix.project.path)
+        text += ("\nproject metadata: " + (
+            "pyproject.toml [project]" if project.meta is not None
+            else f"from the build backend ({project.build_system.backend}), once per build "
+                 f"key: {project.why_dynamic}"))
     missing = sorted({cell.python for cell in cells if not finder.find(cell.python).found})
     for version in missing:
         text += f"\nunavailable: Python {version}: {finder.find(version).problem}"

@@ -23,7 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from compatmatrix._text import short_hash
-from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix, is_specifier
+from compatmatrix.model.spec import DEFAULT_RESOLUTION, NONE, PREINSTALLED, Matrix, is_specifier
 
 __all__ = ["Cell", "build_key", "cell_id", "matches", "plan_cells"]
 
@@ -66,7 +66,8 @@ def plan_cells(matrix: Matrix) -> list[Cell]:
         seen.add(combo)
     for entry in matrix.include:
         given = dict(entry)
-        combo = tuple(given.get(name, NONE) for name in names)
+        combo = tuple(given.get(name, DEFAULT_RESOLUTION if name == "resolution" else NONE)
+                      for name in names)
         if combo not in seen:
             combos.append(combo)
             seen.add(combo)
@@ -129,6 +130,9 @@ def cell_id(axes: Iterable[tuple[str, str]]) -> str:
             parts.append(_safe(value))
         elif name == "extras":
             parts.append("extras-" + _safe(value.replace("+", ".")))
+        elif name == "resolution":
+            if value != DEFAULT_RESOLUTION:  # the default stays out of ids
+                parts.append(_safe(value))
         else:
             parts.append(_safe(name) + _safe(value))
     return "-".join(parts) or "empty"
@@ -142,7 +146,7 @@ def build_key(matrix: Matrix, values: Mapping[str, str]) -> str:
     """
     torch = values.get("torch", NONE)
     abi = f"cp{values['python'].replace('.', '')}"
-    abi3 = matrix.project.abi3
+    abi3 = matrix.project.abi3 if matrix.project is not None else None
     # a preinstalled torch's version is only known when building: keep the key per-Python
     if (abi3 is not None and torch not in (NONE, PREINSTALLED) and not is_specifier(torch)
             and abi3.contains(Version(torch), prereleases=True)):

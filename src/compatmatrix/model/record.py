@@ -38,6 +38,9 @@ class Status(str, enum.Enum):
     INCOMPATIBLE = "incompatible"  # the resolver proved the pins unsatisfiable
     UNAVAILABLE = "unavailable"  # something outside the project is missing here
     ERROR = "error"              # a bug in compatmatrix itself
+    # resolve only (run --until resolve): the pins install together; nothing was built or
+    # tested, so it is never a pass (and never the lock "resolved" of a record)
+    RESOLVABLE = "resolvable"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class CellRecord:
     build_key: str = ""
     interpreter: str | None = None
     requirements: list[str] = field(default_factory=list)  # what was resolved, as given to uv
+    # what the package itself declares, with the extras in play: [requirement, extra or ""],
+    # from the built wheel's METADATA (before a build: the metadata resolve read)
+    declared: list[list[str]] = field(default_factory=list)
     resolved: dict[str, str] = field(default_factory=dict)
     wheel: str | None = None
     wheel_reused: bool = False
@@ -222,6 +228,9 @@ _FIELDS: tuple[tuple[str, Callable[[object], bool], str], ...] = (
     ("stage", lambda v: isinstance(v, (str, _NONE)), "a stage or null"),
     ("details", _strs, "a list of lines"),
     ("requirements", _strs, "a list of requirements"),
+    ("declared", lambda v: isinstance(v, list) and all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e)
+        for e in v), "a list of [requirement, extra] pairs"),
     ("resolved", lambda v: _map(v, (str,)), "an object of versions"),
     ("suites", lambda v: isinstance(v, dict) and all(_suite_ok(s) for s in v.values()),
      "an object of suites (each with a status, a reason and counts)"),

@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from compatmatrix.errors import Location, SpecError, did_you_mean
+from compatmatrix.errors import Location, SpecError, UsageError, did_you_mean
 from compatmatrix.host.gpu import KNOWN_KINDS
 from compatmatrix.host.indexes import Indexes
 from compatmatrix.model import yamlfile as _yaml
@@ -39,8 +39,10 @@ from compatmatrix.model.yamlfile import YMap, YScalar, YSeq, YValue
 __all__ = [
     "DEFAULT_CI_INSTALL",
     "DEFAULT_CUDA_ARCHS",
+    "DEFAULT_RESOLUTION",
     "NONE",
     "PREINSTALLED",
+    "RESOLUTIONS",
     "Axis",
     "CIConfig",
     "Gate",
@@ -63,7 +65,10 @@ KNOWN_CUDA_ARCHS = ("7.0", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "9.0a", "10
                     "10.3", "10.3a", "11.0", "11.0a", "12.0", "12.0a", "12.1", "12.1a")
 _CUDA_ARCH_RE = re.compile(r"^([0-9]+\.[0-9]+[af]?)(\+PTX)?\Z")
 NVCC_WORDS = ("auto", "pypi")
-SPECIAL_AXES = ("python", "cuda", "extras")
+SPECIAL_AXES = ("python", "cuda", "extras", "resolution")
+# uv's strategy for the project's requirements no axis pins; the default stays out of cell ids
+RESOLUTIONS = ("highest", "lowest-direct", "lowest")
+DEFAULT_RESOLUTION = "highest"
 KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130",
                   "rocm6.3", "rocm6.4")
 # stages with a timeout of their own (matrix.yaml timeouts:)
@@ -97,7 +102,7 @@ _INSTALL_RE = re.compile(r"^[A-Za-z0-9._\-@:/+=<>!~,\[\]# %]+\Z")
 
 @dataclass(frozen=True)
 class Axis:
-    """A named list of values. ``kind`` is python, cuda, extras or package."""
+    """A named list of values. ``kind`` is python, cuda, extras, resolution or package."""
 
     name: str
     kind: str
@@ -140,6 +145,7 @@ class Gate:
     required: tuple[tuple[tuple[str, str], ...], ...] = ()
     fail_on_incompatible: bool = False
     fail_on_new: bool = False
+    declared_ranges: bool = False  # fail when a declared range admits a version that fails
     quarantine: tuple[Quarantine, ...] = ()
 
 
@@ -163,7 +169,7 @@ class Matrix:
     """A validated matrix.yaml. ``path`` is the file; relative paths are relative to it."""
 
     path: Path
-    project: Project
+    project: Project | None  # None: a pins table (run --until resolve only)
     axes: tuple[Axis, ...]
     include: tuple[tuple[tuple[str, str], ...], ...] = ()
     exclude: tuple[tuple[tuple[str, str], ...], ...] = ()
@@ -177,6 +183,16 @@ class Matrix:
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    @property
+    def package(self) -> Project:
+        """The project under test; a usage error (exit 2) for a matrix that names none."""
+        if self.project is None:
+            raise UsageError(f"{self.path}: the matrix names no project, so there is nothing "
+                             "to build or test: only `compatmatrix run --until resolve` (a "
+                             "table of which pins install together) works without one; add "
+                             "project: {path: ..., import: ...} to test a package")
+        return self.project
 
     def axis(self, name: str) -> Axis | None:
         for axis in self.axes:
@@ -203,9 +219,12 @@ def parse_matrix(text: str, path: Path) -> Matrix:
         raise SpecError(Location(path, 1, 1), "the matrix file is empty",
                         "start with 'version: 1', 'project:' and 'axes:'")
     root = as_map(root_node, "the top level of matrix.yaml")
-    check_keys(root, "matrix.yaml", TOP_KEYS, required=("version", "project", "axes"))
+    check_keys(root, "matrix.yaml", TOP_KEYS, required=("version", "axes"))
     _check_version(_get(root, "version"))
-    project = _parse_project(_get(root, "project"), path.parent)
+    # A matrix without a project is a pins table: third-party packages resolved against each
+    # other (run --until resolve); nothing to build or test.
+    project_node = root.get("project")
+    project = _parse_project(project_node, path.parent) if project_node is not None else None
     axes = _parse_axes(_get(root, "axes"))
     return Matrix(
         path=path,
@@ -407,6 +426,12 @@ def _axis_value(kind: str, name: str, node: YValue) -> str:
     """Normalise one axis value as written, validating it for the axis kind."""
     if kind == "extras":
         return _extras_value(node)
+    if kind == "resolution":
+        text = as_scalar_text(node, "a value of axis 'resolution'")
+        if text not in RESOLUTIONS:
+            raise SpecError(node.at, f"resolution {text!r} is not one of "
+                            f"{', '.join(RESOLUTIONS)}", did_you_mean(text, RESOLUTIONS))
+        return text
     if isinstance(node, YScalar) and node.kind == "null":
         if kind == "package":
             return NONE
@@ -604,9 +629,11 @@ def _parse_gate(value: YValue | None, axes: tuple[Axis, ...]) -> Gate:
         return Gate()
     mapping = as_map(value, "gate")
     check_keys(mapping, "gate",
-               ("required", "fail_on_incompatible", "fail_on_new", "quarantine"))
+               ("required", "fail_on_incompatible", "fail_on_new", "declared_ranges",
+                "quarantine"))
     flags = {name: as_bool(node, f"gate.{name}") for name in
-             ("fail_on_incompatible", "fail_on_new") if (node := mapping.get(name)) is not None}
+             ("fail_on_incompatible", "fail_on_new", "declared_ranges")
+             if (node := mapping.get(name)) is not None}
     return Gate(
         required=_parse_entries(mapping.get("required"), "gate.required", axes, concrete=False),
         quarantine=_parse_quarantine(mapping.get("quarantine")),

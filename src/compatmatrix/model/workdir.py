@@ -9,6 +9,7 @@ Layout (default ``.compatmatrix/`` beside matrix.yaml, git-ignored)::
     junit/<cell id>/<suite>.xml       one JUnit file per suite
     locks/<cell id>.txt               the resolved pins
     results/<cell id>.json            the cell's record
+    pins/<cell id>.json               the cell's record of a resolve-only run
     metadata/<build key>/<digest>.json  metadata the build backend prepared (setup.py projects)
     cwd/<cell id>/                    an empty folder the cell's identity check runs in
     .gitignore                        "*": nothing here is ever source
@@ -28,6 +29,9 @@ __all__ = ["REPORT_FILES", "WorkDir", "report_dir", "work_dir", ]
 @dataclass(frozen=True)
 class WorkDir:
     root: Path
+    # where records go: results/ for full runs; pins/ for resolve-only runs, whose records
+    # are never read as a full run's (report, gate, publish, reuse)
+    records: str = "results"
 
     def wheel_dir(self, build_key: str, digest: str) -> Path:
         return self.root / "wheels" / build_key / digest
@@ -51,11 +55,11 @@ class WorkDir:
         return self.root / "locks" / f"{cell_id}.txt"
 
     def record(self, cell_id: str) -> Path:
-        return self.root / "results" / f"{cell_id}.json"
+        return self.root / self.records / f"{cell_id}.json"
 
     @property
     def results(self) -> Path:
-        return self.root / "results"
+        return self.root / self.records
 
     def metadata(self, build_key: str, digest: str) -> Path:
         return self.root / "metadata" / build_key / f"{digest}.json"

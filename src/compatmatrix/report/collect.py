@@ -49,7 +49,8 @@ class _Found:
     root: Path  # the work directory (or artifact folder) that holds the record
 
 
-def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = None) -> Report:
+def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = None,
+            records: str = "results") -> Report:
     """The report of the matrix's planned cells from what ``sources`` hold.
 
     Each source is laid out like a work directory (``results/``, ``junit/``), or holds such
@@ -59,8 +60,8 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
     conflict as a problem that fails the gate. A record that cannot be read, or that is not
     the cell its name says, leaves the cell missing, with that problem.
     """
-    roots = [root for source in sources for root in _workdirs(source)]
-    found, unreadable = _records(roots)
+    roots = [root for source in sources for root in _workdirs(source, records)]
+    found, unreadable = _records(roots, records)
     cells = []
     base = repository_root(matrix.root)
     for cell in plan_cells(matrix):
@@ -78,25 +79,26 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
                   tuple(sorted(cells, key=lambda c: c.id)))
 
 
-def _workdirs(source: Path) -> list[Path]:
+def _workdirs(source: Path, records: str = "results") -> list[Path]:
     if not source.is_dir():
         what = "not a folder" if os.path.lexists(source) else "no such folder"
         raise UsageError(f"{source}: {what} (expected a work directory or a folder "
-                         "of CI artifacts holding results/)")
-    if (source / "results").is_dir():
+                         f"of CI artifacts holding {records}/)")
+    if (source / records).is_dir():
         return [source]
     try:
         children = sorted(source.iterdir())
     except OSError as exc:
         raise UsageError(f"{source}: cannot list the folder: {exc.strerror}") from None
-    return [child for child in children if (child / "results").is_dir()]
+    return [child for child in children if (child / records).is_dir()]
 
 
-def _records(roots: Iterable[Path]) -> tuple[dict[str, list[_Found]], dict[str, str]]:
+def _records(roots: Iterable[Path],
+             records: str = "results") -> tuple[dict[str, list[_Found]], dict[str, str]]:
     found: dict[str, list[_Found]] = {}
     unreadable: dict[str, str] = {}
     for root in roots:
-        for path in sorted((root / "results").glob("*.json")):
+        for path in sorted((root / records).glob("*.json")):
             try:
                 record = load_record(path)
             except RecordError as exc:  # the cell is missing, and the report says why
@@ -166,6 +168,7 @@ def _cell_report(matrix: Matrix, cell: Cell, found: _Found, reproduce: str) -> C
         reason=scrub_paths(record.reason, record.root),
         details=tuple(scrub_paths(line, record.root) for line in record.details),
         reproduce=reproduce, root=record.root,
+        declared=tuple((text, extra) for text, extra in record.declared),
         build_key=record.build_key or cell.build_key,
         resolved=dict(sorted(record.resolved.items())),
         suites=_suites(matrix, record, _junit_files(cell.id, found.root)),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from compatmatrix.host.uv import conflict_clause
 from compatmatrix.model.plan import matches
 from compatmatrix.model.spec import NONE, Gate, Quarantine
+from compatmatrix.report.declared import declared_ranges
 from compatmatrix.report.model import CellReport, Report
 
 __all__ = ["GateResult", "Verdict", "evaluate"]
@@ -51,6 +52,9 @@ def evaluate(gate: Gate, current: Report, baseline: Report | None,
     failures += _required(gate, current, quarantined)
     failures += [Verdict(cell.id, f"the evidence cannot be trusted: {problem}", cell.reproduce)
                  for cell in current.cells for problem in cell.evidence]
+    if gate.declared_ranges:  # a declared range that admits a version measured failing
+        failures += [Verdict(entry.package, finding) for entry in declared_ranges(current)
+                     for finding in entry.findings if finding.startswith("admits-failing")]
     for cell in current.cells:
         before = baseline.cell(cell.id) if baseline is not None else None
         passed = _effectively_passed(cell, quarantined)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from compatmatrix.report.declared import declared_ranges
+from compatmatrix.report.declared import lines as declared_lines
 from compatmatrix.report.model import CellReport, Report
 from compatmatrix.report.views import (
     MARKS,
@@ -28,6 +30,7 @@ _SPECIAL = re.compile(r"([\\*<>|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|(?<=\])\()"
 
 def render(report: Report) -> str:
     parts = [_header(report), _legend(), _grids(report), _together(report),
+             "\n".join(declared_lines(declared_ranges(report))).rstrip(),
              _failures(report), _incompatible(report), _unavailable(report),
              _not_run(report), _problems(report), _flaky(report), _missing(report)]
     return "\n\n".join(part for part in parts if part) + "\n"

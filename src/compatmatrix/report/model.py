@@ -106,6 +106,8 @@ class CellReport:
     # What makes the cell's record itself untrustworthy: copies that disagree, a record
     # that is not this cell's or cannot be read. Fails the gate, whatever the cell's status.
     evidence: tuple[str, ...] = ()
+    # what the package declares, with the extras in play: (requirement, extra or "")
+    declared: tuple[tuple[str, str], ...] = ()
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -126,6 +128,7 @@ class CellReport:
                 "durations": self.durations, "wheel_reused": self.wheel_reused,
                 "built_with_torch": self.built_with_torch, "running_torch": self.running_torch,
                 "evidence": list(self.evidence), "problems": list(self.problems),
+                "declared": [list(pair) for pair in self.declared],
                 "verified": self.verified}
 
     @classmethod
@@ -140,6 +143,7 @@ class CellReport:
             wheel_reused=bool(data.get("wheel_reused", False)),
             built_with_torch=data.get("built_with_torch"),
             evidence=tuple(data.get("evidence", ())),
+            declared=tuple((str(r), str(e)) for r, e in data.get("declared", ())),
             running_torch=data.get("running_torch"))
 
 

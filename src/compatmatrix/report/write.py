@@ -10,6 +10,7 @@ from compatmatrix.host.safeio import dumps_strict, write_atomic
 from compatmatrix.report import html as _report_html
 from compatmatrix.report import markdown as _report_md
 from compatmatrix.report.collect import scrub_paths
+from compatmatrix.report.declared import declared_ranges
 from compatmatrix.report.junit import (
     MergeEntry,
     merge_junit,
@@ -25,12 +26,17 @@ __all__ = [
 # --- writing and reading back ------------------------------------------------------------
 
 
+def report_json(report: Report) -> dict[str, object]:
+    """compatibility.json: the report, and the declared ranges set against what passed."""
+    return {**report.to_json(), "declared": [d.to_json() for d in declared_ranges(report)]}
+
+
 def write_report(report: Report, out: Path) -> list[Path]:
     """Write the report files into ``out``; only those whose bytes changed. Returns those."""
 
     texts = {
         "compatibility.md": _report_md.render(report),
-        "compatibility.json": dumps_strict(report.to_json(), indent=2, sort_keys=True,
+        "compatibility.json": dumps_strict(report_json(report), indent=2, sort_keys=True,
                                            ensure_ascii=False) + "\n",
         "compatibility.html": _report_html.render(report),
         "junit.xml": _scrub_all(merged_text(merge_junit(junit_entries(report))),

@@ -29,7 +29,7 @@ from compatmatrix.model.project import (
     parse_metadata,
 )
 from compatmatrix.model.record import CellRecord, Status, read_record, reproduce_command
-from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix
+from compatmatrix.model.spec import DEFAULT_RESOLUTION, NONE, PREINSTALLED, Matrix
 from compatmatrix.model.workdir import WorkDir
 from compatmatrix.run.inputs import ProjectDigests, cell_inputs
 from compatmatrix.stages.audit import audit_wheel
@@ -48,6 +48,8 @@ from compatmatrix.stages.resolve import (
     axis_conflict,
     cell_extras,
     cell_requirements,
+    highest_pins,
+    requirements_by_origin,
     resolve_cell,
     torch_requirement,
     unwanted_pins,
@@ -75,7 +77,8 @@ class RunContext:
     matrix: Matrix
     cells: tuple[Cell, ...]
     workdir: WorkDir
-    project: StaticProject  # read once; metadata from the build backend comes per build key
+    project: StaticProject | None  # read once (None: a pins table); metadata from the build
+    #                                backend comes per build key
     repo_root: Path  # the repository matrix.yaml is in (or its folder): reports relative to it
     env: Mapping[str, str]
     finder: InterpreterFinder
@@ -85,6 +88,7 @@ class RunContext:
     gpus: tuple[tuple[str, str], ...]
     digests: ProjectDigests
     force: bool = False
+    until: Stage | None = None  # Stage.RESOLVE: resolve only (records in pins/, resolvable)
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def timeout(self, stage: Stage) -> float:
@@ -150,8 +154,9 @@ class _CellRun:
 
     def run(self) -> CellRecord:
         self.audit_errors: tuple[Finding, ...] = ()
-        for step in (self.interpreter, self.metadata, self.resolve, self.reuse, self.build,
-                     self.audit, self.install, self.identity, self.suites):
+        for step in (self.interpreter, self.metadata, self.resolve, self.reuse,
+                     self.stop_after_resolve, self.build, self.audit, self.install,
+                     self.identity, self.suites):
             final = step()
             if final is not None:
                 return self.audit_first(final)
@@ -188,7 +193,8 @@ class _CellRun:
                              build_key=self.cell.build_key,
                              interpreter=str(self.record.interpreter),
                              pins=self.record.resolved, gpus=ctx.gpus,
-                             machine=self.machine_inputs())
+                             machine=self.machine_inputs(),
+                             mode="resolve" if ctx.until is Stage.RESOLVE else "run")
         self.record = self.record.but(inputs=inputs)
         previous = read_record(ctx.workdir.record(self.cell.id))
         if (ctx.force or previous is None or previous.inputs != inputs
@@ -197,6 +203,12 @@ class _CellRun:
         if self.on_stage is not None:
             self.on_stage(self.cell.id, "reused")
         return previous.but(reused=True)
+
+    def stop_after_resolve(self) -> CellRecord | None:
+        if self.ctx.until is not Stage.RESOLVE:
+            return None
+        return self.end(Status.RESOLVABLE, Stage.RESOLVE,
+                        "the pins install together; nothing built or tested")
 
     @property
     def torch_preinstalled(self) -> bool:
@@ -218,12 +230,15 @@ class _CellRun:
         ctx = self.ctx
         self.index_url = index_url_for(ctx.matrix.indexes, self.cell.value("cuda"))
         self.sources: Sources = choose_sources(self.index_url, ctx.find_links)
+        if ctx.project is None:  # a pins table: only the axes are resolved
+            self.meta: ProjectMeta = ProjectMeta("", None, (), (), None, "no project")
+            return None
         if ctx.project.meta is not None:
-            self.meta: ProjectMeta = ctx.project.meta
+            self.meta = ctx.project.meta
             return None
         torch = self.cell.value("torch") or NONE
         request = MetadataRequest(
-            build_key=self.cell.build_key, project=ctx.matrix.project.path,
+            build_key=self.cell.build_key, project=ctx.matrix.package.path,
             files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
             interpreter=self.python, build_system=ctx.project.build_system,
             torch_requirement=None if torch in (NONE, PREINSTALLED) else
@@ -253,14 +268,23 @@ class _CellRun:
             return self.reuse() or self.end(Status.INCOMPATIBLE, Stage.RESOLVE, conflict,
                                             (conflict,))
         project_reqs = self.meta.requirements(cell_extras(self.cell), self.environment)
-        reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url)
+        resolution = self.cell.value("resolution") or DEFAULT_RESOLUTION
+        tests = None
+        if resolution != DEFAULT_RESOLUTION and ctx.matrix.project is not None:
+            # test requirements stay at their newest: only the project's bounds are tested
+            tests = highest_pins(ctx.matrix.project.test_requires, uv=ctx.uv,
+                                 interpreter=self.python, sources=self.sources, log=log,
+                                 env=ctx.env, timeout=ctx.timeout(Stage.RESOLVE))
+        reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url,
+                                 test_requires=tests)
         result: Resolution = resolve_cell(
             reqs, uv=ctx.uv, interpreter=self.python, sources=self.sources,
             lock=ctx.workdir.lock(self.cell.id), log=log, env=ctx.env,
-            timeout=ctx.timeout(Stage.RESOLVE),
+            timeout=ctx.timeout(Stage.RESOLVE), resolution=resolution,
             preinstalled=("torch",) if self.torch_preinstalled else ())
         self.durations["resolve"] = result.duration
-        self.record = self.record.but(resolved=result.pins, requirements=list(reqs))
+        self.record = self.record.but(resolved=result.pins, requirements=list(reqs),
+                                      declared=self.declared(self.meta))
         if result.status is None:
             unwanted = unwanted_pins(ctx.matrix, self.cell, result.pins)
             if unwanted is None:
@@ -274,12 +298,13 @@ class _CellRun:
     def build(self) -> CellRecord | None:
         ctx = self.ctx
         torch = self.record.resolved.get("torch")
-        project = ctx.matrix.project
+        project = ctx.matrix.package
         request = BuildRequest(
             build_key=self.cell.build_key, project=project.path,
             files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
             interpreter=self.python, torch_version=torch,
-            build_requires=ctx.project.build_requires, sources=self.sources, jobs=ctx.jobs,
+            build_requires=ctx.project.build_requires if ctx.project else (),
+            sources=self.sources, jobs=ctx.jobs,
             cuda_archs=project.cuda_archs, nvcc=nvcc_setting(project.nvcc, ctx.env),
             torch_preinstalled=self.torch_preinstalled)
         result: BuildResult = build_wheel(request, workdir=ctx.workdir, uv=ctx.uv, env=ctx.env,
@@ -306,6 +331,7 @@ class _CellRun:
             built = parse_metadata(read_wheel_metadata(self.built.wheel), "the wheel")
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             return None  # the audit reports an unreadable wheel
+        self.record = self.record.but(declared=self.declared(built))
         skip = ("torch",) if self.torch_preinstalled else ()
         problems = wheel_requirement_problems(
             built.requirements(cell_extras(self.cell), self.environment),
@@ -318,6 +344,11 @@ class _CellRun:
                             "build; the build produced others (does setup.py compute them "
                             "from its environment?)")))
 
+    def declared(self, meta: ProjectMeta) -> list[list[str]]:
+        """The package's own requirements with the extras in play, and the extra of each."""
+        return [[text, extra] for extra, text in
+                requirements_by_origin(meta, cell_extras(self.cell), self.environment)]
+
     def audit(self) -> CellRecord | None:
         start = time.monotonic()
         assert self.built.wheel is not None
@@ -329,7 +360,7 @@ class _CellRun:
                              compiled_sources=self.ctx.digests.has_compiled_sources(),
                              cuda_sources=self.ctx.digests.cuda_sources(),
                              nvcc_ran=self.built.cuda_compiled,
-                             cuda_code_optional=self.ctx.matrix.project.cuda_code == "optional",
+                             cuda_code_optional=self.ctx.matrix.package.cuda_code == "optional",
                              torch_version=self.built.torch_version,
                              torch_lib_dirs=self.built.torch_lib_dirs,
                              torch_cuda=self.built.torch_cuda,
@@ -365,8 +396,8 @@ class _CellRun:
         result = check_identity(
             self.venv_python, cell_axes=dict(self.cell.axes),
             package_axes=[a.name for a in matrix.axes if a.kind == "package"],
-            import_name=matrix.project.import_name,
-            build_torch_attr=matrix.project.build_torch_attr,
+            import_name=matrix.package.import_name,
+            build_torch_attr=matrix.package.build_torch_attr,
             wheel_torch=self.built.torch_version, log=self.log("identity"),
             timeout=self.ctx.timeout(Stage.IDENTITY), venv=self.ctx.workdir.env(self.cell.id),
             cwd=self.ctx.workdir.neutral(self.cell.id))
@@ -376,7 +407,7 @@ class _CellRun:
                                       running_torch=result.running_torch)
         if result.import_error:
             return self.end(Status.FAILED, Stage.IDENTITY,
-                            f"{matrix.project.import_name} does not import (built against "
+                            f"{matrix.package.import_name} does not import (built against "
                             f"torch {result.built_with_torch}, running torch "
                             f"{result.running_torch})", tuple(result.import_error.splitlines()))
         if result.mismatches:
@@ -400,7 +431,7 @@ class _CellRun:
                 gpu_problem=cell_kind_problem(suite.gpu, self.cell.value("cuda"), ctx.gpus)
                 if suite.gpu else None,
                 env=_suite_env(ctx.env), venv=ctx.workdir.env(self.cell.id),
-                import_name=ctx.matrix.project.import_name)
+                import_name=ctx.matrix.package.import_name)
             self.durations[f"suite:{suite.name}"] = time.monotonic() - start
             results[suite.name] = outcome
             outcomes.append(outcome)

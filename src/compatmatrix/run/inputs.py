@@ -50,8 +50,9 @@ class ProjectDigests:
 
     def files(self) -> list[Path]:
         """The build input: the project's files, relative to it, tests and work files out."""
-        files: list[Path] = self._once("files", lambda: source_files(
-            self._matrix.project.path, (*self.test_paths(), *self._exclude), self._env))
+        project = self._matrix.project
+        files: list[Path] = self._once("files", lambda: [] if project is None else source_files(
+            project.path, (*self.test_paths(), *self._exclude), self._env))
         return files
 
     def has_compiled_sources(self) -> bool:
@@ -63,8 +64,9 @@ class ProjectDigests:
         return tuple(str(f) for f in self.files() if f.suffix in CUDA_SUFFIXES)
 
     def source(self) -> str:
-        digest: str = self._once("source", lambda: digest_files(self._matrix.project.path,
-                                                                self.files()))
+        project = self._matrix.project
+        digest: str = self._once("source", lambda: "" if project is None else digest_files(
+            project.path, self.files()))
         return digest
 
     def tests(self) -> str:
@@ -89,13 +91,16 @@ class ProjectDigests:
 
 def cell_inputs(matrix: Matrix, digests: ProjectDigests, *, axes: Mapping[str, str],
                 build_key: str, interpreter: str, pins: Mapping[str, str],
-                gpus: object, machine: Mapping[str, str] | None = None) -> str:
-    """``machine``: what else the cell depends on here (the nvcc forced, a preinstalled torch)."""
+                gpus: object, machine: Mapping[str, str] | None = None,
+                mode: str = "run") -> str:
+    """``machine``: what else the cell depends on here (the nvcc forced, a preinstalled torch);
+    ``mode``: a full run, or resolve only (whose records never stand in for a full run's)."""
     data = {
+        "mode": mode,
         "compatmatrix": __version__,
         "axes": dict(axes),
         "build_key": build_key,
-        "project": _plain(asdict(matrix.project)),
+        "project": _plain(asdict(matrix.project)) if matrix.project is not None else None,
         "indexes": _plain(asdict(matrix.indexes)),
         "suites": [_plain(asdict(s)) for s in matrix.suites],
         "timeouts": dict(matrix.timeouts),

@@ -6,11 +6,12 @@ explanation kept verbatim; an index or build that is not reachable here is ``una
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -28,13 +29,22 @@ from compatmatrix.host.uv import (
 from compatmatrix.model.plan import Cell
 from compatmatrix.model.project import ProjectMeta
 from compatmatrix.model.record import Status
-from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix, is_specifier, package_requirement
+from compatmatrix.model.spec import (
+    DEFAULT_RESOLUTION,
+    NONE,
+    PREINSTALLED,
+    Matrix,
+    is_specifier,
+    package_requirement,
+)
 
 __all__ = [
     "Resolution",
     "axis_conflict",
     "cell_extras",
     "cell_requirements",
+    "highest_pins",
+    "requirements_by_origin",
     "resolve_cell",
     "torch_requirement",
     "unwanted_pins",
@@ -79,7 +89,8 @@ def torch_requirement(value: str, variant: str | None, index_url: str | None) ->
 
 
 def cell_requirements(matrix: Matrix, cell: Cell, project_requirements: Sequence[str],
-                      index_url: str | None) -> list[str]:
+                      index_url: str | None,
+                      test_requires: Sequence[str] | None = None) -> list[str]:
     """What the cell resolves: the project's requirements (with the extras in play, from
     :meth:`ProjectMeta.requirements`), every package axis pinned, and the test requirements."""
     reqs = list(project_requirements)
@@ -92,8 +103,27 @@ def cell_requirements(matrix: Matrix, cell: Cell, project_requirements: Sequence
                 reqs.append(torch_requirement(value, cell.value("cuda"), index_url))
         else:
             reqs.append(package_requirement(axis.name, value) or axis.name)
-    reqs += matrix.project.test_requires
+    if matrix.project is not None:  # a pins table resolves the axes alone
+        reqs += matrix.project.test_requires if test_requires is None else test_requires
     return reqs
+
+
+def highest_pins(test_requires: Sequence[str], *, uv: Sequence[str], interpreter: Path,
+                 sources: Sources, log: Path, env: Mapping[str, str],
+                 timeout: float) -> list[str]:
+    """The test requirements pinned to what the newest resolution of them alone picks, so
+    that a lowest resolution moves only the project's own requirements; as given when uv
+    cannot resolve them alone (the cell's own resolution then says why)."""
+    argv = [*uv, "pip", "compile", "-", "--python", str(interpreter), "--no-header",
+            "--no-annotate", "--quiet", "--no-deps", *uv_source_args(sources)]
+    result = _cmd.run(argv, log=log, env=env, timeout=timeout,
+                      input_text="\n".join(test_requires) + "\n")
+    pins = parse_pins(result.output) if result.ok else {}
+    pinned = []
+    for text in test_requires:
+        name = canonicalize_name(Requirement(text).name)
+        pinned.append(f"{name}=={pins[name]}" if name in pins else text)
+    return pinned
 
 
 def cell_extras(cell: Cell) -> tuple[str, ...]:
@@ -110,7 +140,7 @@ def axis_conflict(matrix: Matrix, cell: Cell, meta: ProjectMeta,
     incompatible without asking an index (and without downloading, say, vLLM).
     """
     axes = {canonicalize_name(a.name): a.name for a in matrix.axes if a.kind == "package"}
-    for extra, text in _requirements_by_origin(meta, cell_extras(cell), environment):
+    for extra, text in requirements_by_origin(meta, cell_extras(cell), environment):
         req = Requirement(text)
         name = canonicalize_name(req.name)
         if name not in axes or (req.marker is not None
@@ -129,7 +159,7 @@ def axis_conflict(matrix: Matrix, cell: Cell, meta: ProjectMeta,
     return None
 
 
-def _requirements_by_origin(meta: ProjectMeta, extras: Sequence[str],
+def requirements_by_origin(meta: ProjectMeta, extras: Sequence[str],
                             environment: Mapping[str, str]) -> list[tuple[str, str]]:
     """(extra or "", requirement without its extra marker) for the package and each extra."""
     base = set(meta.requirements((), environment))
@@ -152,17 +182,24 @@ def unwanted_pins(matrix: Matrix, cell: Cell, pins: Mapping[str, str]) -> str | 
 
 def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
                  sources: Sources, lock: Path, log: Path, env: Mapping[str, str],
-                 timeout: float, preinstalled: Sequence[str] = ()) -> Resolution:
-    """Compile ``reqs`` for ``interpreter`` into ``lock``.
+                 timeout: float, preinstalled: Sequence[str] = (),
+                 resolution: str = DEFAULT_RESOLUTION) -> Resolution:
+    """Compile ``reqs`` for ``interpreter`` into ``lock``, with uv's ``resolution`` strategy.
 
     ``preinstalled`` packages (the interpreter's own torch) are left out of the lock even when
-    something requires them: the cell uses the interpreter's copy.
+    something requires them: the cell uses the interpreter's copy. With a lowest strategy
+    the lowest version a requirement admits may have no wheel for the cell; uv's --no-build
+    would silently move to one that has, so the lock is compiled both ways, and a version
+    that moved makes the cell unavailable, naming it — never a silent substitute.
     """
+    start = time.monotonic()
     req_file = lock.with_suffix(".in")
     req_file.parent.mkdir(parents=True, exist_ok=True)
     req_file.write_text("\n".join(reqs) + "\n", encoding="utf-8")
     argv = [*uv, "pip", "compile", str(req_file), "--python", str(interpreter),
             "--no-header", "--no-annotate", "--quiet", *uv_source_args(sources)]
+    if resolution != DEFAULT_RESOLUTION:
+        argv += ["--resolution", resolution]
     for name in preinstalled:
         argv += ["--no-emit-package", name]
     result = _cmd.run(argv, log=log, env=env, timeout=timeout)
@@ -173,8 +210,38 @@ def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
     if not result.ok:
         return _failure(result.output, reqs, sources, result.duration)
     pins = parse_pins(result.output)
+    if resolution != DEFAULT_RESOLUTION:
+        binary = _cmd.run([*argv, "--no-build"], log=log, env=env, timeout=timeout)
+        moved = _without_wheels(reqs, pins, parse_pins(binary.output) if binary.ok else {})
+        if moved:
+            return Resolution(Status.UNAVAILABLE, pins, tuple(reqs), "\n".join(moved), sources,
+                              time.monotonic() - start)
     lock.write_text("".join(pin_line(n, v) + "\n" for n, v in pins.items()), encoding="utf-8")
-    return Resolution(None, pins, tuple(reqs), "", sources, result.duration)
+    return Resolution(None, pins, tuple(reqs), "", sources, time.monotonic() - start)
+
+
+def _without_wheels(reqs: Sequence[str], pins: Mapping[str, str],
+                    binary: Mapping[str, str]) -> list[str]:
+    """For each package whose resolved version has no wheel here: what moved, and why."""
+    declared: dict[str, str] = {}
+    for text in reqs:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        declared.setdefault(canonicalize_name(req.name), text)
+    found = []
+    for name, version in sorted(pins.items()):
+        with_wheel = binary.get(name)
+        if with_wheel == version:
+            continue
+        bound = declared.get(name, f"{name} (a dependency)")
+        lowest = (f"the lowest version that has one is {with_wheel}" if with_wheel
+                  else "no version it admits has one (or uv could not resolve without building)")
+        found.append(f"{name} {version} (the lowest {bound} admits) has no wheel for this cell's "
+                     f"Python and platform: {lowest}; compatmatrix builds only the package "
+                     "under test, and never substitutes another version silently")
+    return found
 
 
 def wheel_requirement_problems(requirements: Sequence[str], pins: Mapping[str, str],
