@@ -18,11 +18,13 @@ from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.spec import Matrix, parse_matrix
 from compatmatrix.report.collect import collect
 from compatmatrix.report.gate import evaluate
+from compatmatrix.report.html import GLYPHS
 from compatmatrix.report.junit import MergeEntry, inspect_junit, merge_junit
 from compatmatrix.report.model import REPORT_FILES, Report, load_report
-from compatmatrix.report.views import python_ranges, resolver_reason, unavailable_facts
+from compatmatrix.report.views import MARKS, python_ranges, resolver_reason, unavailable_facts
 from compatmatrix.report.write import write_report
 from tests.conftest import make_package
+from tests.report.png import pixel_counts
 
 MATRIX = """
 version: 1
@@ -675,8 +677,24 @@ def test_html_renders_in_headless_chromium(written: dict[str, str], tmp_path: Pa
          f"--screenshot={png}", "--window-size=1400,1000", page.as_uri()],
         capture_output=True, text=True, timeout=120, check=False)
     assert png.is_file(), done.stderr[-2000:]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000  # a drawn page, not a blank one
+    # Every status mark of the legend is drawn, whatever fonts the machine has: an emoji
+    # without an emoji font would be an empty box, and none of these colours.
+    pixels = pixel_counts(png)
+    for status, (_, colour, _) in GLYPHS.items():
+        if status == "not_planned":
+            continue  # a 4-pixel dot
+        rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert pixels[rgb] >= 40, f"the {status} mark ({colour}) is not drawn"
+
+
+def test_html_marks_need_no_font(written: dict[str, str]) -> None:
+    page = written["compatibility.html"]
+    for status, (mark, _) in MARKS.items():
+        if status == "not_planned":
+            continue  # a middle dot: every font has one
+        assert mark not in page.split("<body>")[1], f"{mark!r} needs an emoji font"
+    assert page.count('<svg class="mark"') >= len(MARKS)
 
 
 def test_committed_report_shows_paths_relative_to_the_repository(tmp_path: Path,

@@ -79,11 +79,11 @@ def _judge(report: Report, axis: str, declared: str, extra: str) -> DeclaredRang
     failed: dict[str, list[str]] = {}
     for cell in report.cells:
         version = _version(cell, axis)
-        if version is None:
+        if version is None or not _declares(cell, axis, spec, extra):
             continue
         if cell.verified:
             passed.setdefault(version, []).append(cell.id)
-        elif cell.status in ("failed", "error") and _attributed(report, cell, axis):
+        elif cell.status == "failed" and _attributed(report, cell, axis):
             failed.setdefault(version, []).append(cell.id)
     inside_failed = sorted((v for v in failed if spec.contains(v, prereleases=True)), key=Version)
     outside_passed = sorted((v for v in passed if not spec.contains(v, prereleases=True)),
@@ -93,7 +93,7 @@ def _judge(report: Report, axis: str, declared: str, extra: str) -> DeclaredRang
         findings.append(f"admits-failing: {axis} {version} is inside {declared} and fails "
                         f"({', '.join(sorted(failed[version]))})")
     measured = {*passed, *failed}
-    for bound in _lower_bounds(spec):
+    for bound in _bounds(spec):
         if not any(Version(v).release[:2] == bound.release[:2] for v in measured):
             findings.append(f"untested-bound: {declared} admits {axis} {bound}, and no cell "
                             f"measured a {bound.major}.{bound.minor} release")
@@ -109,6 +109,17 @@ def _judge(report: Report, axis: str, declared: str, extra: str) -> DeclaredRang
         suggest=suggest(passed, failed))
 
 
+def _declares(cell: CellReport, axis: str, spec: SpecifierSet, extra: str) -> bool:
+    """Whether the cell's wheel declared this range (a wheel's requirements may differ by
+    build key, and an extra's only count where the extra is in play)."""
+    for text, origin in cell.declared:
+        req = _requirement(text)
+        if (req is not None and origin == extra and req.specifier == spec
+                and canonicalize_name(req.name) == canonicalize_name(axis)):
+            return True
+    return False
+
+
 def _attributed(report: Report, cell: CellReport, axis: str) -> bool:
     """A failing cell counts against its ``axis`` version only when a cell that differs from
     it in that axis alone passes."""
@@ -118,10 +129,10 @@ def _attributed(report: Report, cell: CellReport, axis: str) -> bool:
                for c in report.cells)
 
 
-def _lower_bounds(spec: SpecifierSet) -> list[Version]:
+def _bounds(spec: SpecifierSet) -> list[Version]:
     bounds = []
     for item in spec:
-        if item.operator in (">=", "==", "~=", "===") and "*" not in item.version:
+        if item.operator in (">=", "<=", "==", "~=", "===") and "*" not in item.version:
             try:
                 bounds.append(Version(item.version))
             except InvalidVersion:
@@ -150,12 +161,10 @@ def lines(ranges: Sequence[DeclaredRange]) -> list[str]:
            "|---|---|---|---|---|---|"]
     for entry in ranges:
         declared = entry.declared + (f" (extra {entry.extra})" if entry.extra else "")
-        out.append(f"| {entry.package} | `{declared}` | "
-                   f"{', '.join(v for v, _ in entry.passed) or '-'} | "
-                   f"{', '.join(v for v, _ in entry.failed) or '-'} | {entry.verdict} | "
-                   f"`{entry.suggest}` |" if entry.suggest else
-                   f"| {entry.package} | `{declared}` | "
-                   f"{', '.join(v for v, _ in entry.passed) or '-'} | "
-                   f"{', '.join(v for v, _ in entry.failed) or '-'} | {entry.verdict} | - |")
+        passed = ", ".join(v for v, _ in entry.passed) or "-"
+        failed = ", ".join(v for v, _ in entry.failed) or "-"
+        suggested = f"`{entry.suggest}`" if entry.suggest else "-"
+        out.append(f"| {entry.package} | `{declared}` | {passed} | {failed} | "
+                   f"{entry.verdict} | {suggested} |")
     notes = [f"- {finding}" for entry in ranges for finding in entry.findings]
     return [*out, "", *notes, ""] if notes else [*out, ""]

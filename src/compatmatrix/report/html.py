@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from html import escape
 
+from compatmatrix.report.declared import declared_ranges
 from compatmatrix.report.markdown import summary_line
 from compatmatrix.report.model import CellReport, Report, SuiteSummary
 from compatmatrix.report.views import (
@@ -23,7 +24,7 @@ from compatmatrix.report.views import (
     works_together,
 )
 
-__all__ = ["render"]
+__all__ = ["GLYPHS", "mark_svg", "render"]
 
 # One colour per shown status; the words next to the marks carry the meaning without colour.
 _CSS = """
@@ -44,7 +45,8 @@ table.grid td a:hover{outline:2px solid #0969da;outline-offset:-2px}
 .s-passed{background:#ccebd3}.s-unverified{background:#fde7b0}
 .s-failed{background:#f9c6c6}.s-incompatible{background:#e4d4f4}
 .s-unavailable{background:#e3e6ea}.s-error{background:#f08c8c}
-.s-missing{background:#fff6bf}.s-not_planned{background:#fff;color:#8c959f}
+.s-missing{background:#fff6bf}.s-resolvable{background:#ddf4ff}
+svg.mark{vertical-align:-2px}.s-not_planned{background:#fff;color:#8c959f}
 section.cell{border:1px solid #d0d7de;border-left:8px solid #d0d7de;border-radius:4px;
 margin:10px 0;padding:4px 12px 8px}
 section.cell.s-passed{border-left-color:#2da44e}section.cell.s-unverified{border-left-color:#d4a72c}
@@ -59,8 +61,42 @@ code{background:#f6f8fa;padding:1px 4px;border-radius:3px}
 """
 
 
+# The marks drawn as inline SVG, never as emoji: a machine without an emoji font (headless
+# Chromium on a bare Debian) shows an emoji as an empty box. Each is a filled shape in its
+# status colour with a white glyph, so it reads without colour too (the word is beside it).
+GLYPHS = {
+    "passed": ("circle", "#1a7f37", "M4.5 8.2l2.3 2.3 4.7-5"),
+    "unverified": ("triangle", "#bf8700", "M8 5v3.6M8 10.6v.9"),
+    "failed": ("circle", "#cf222e", "M5.4 5.4l5.2 5.2M10.6 5.4l-5.2 5.2"),
+    "incompatible": ("circle", "#8250df", "M4.5 8h7"),
+    "unavailable": ("square", "#6e7781", "M5 8h6"),
+    "resolvable": ("circle", "#0969da", "M6.2 9.8l3.6-3.6M5 7.4l-.8.8a1.8 1.8 0 002.6 2.6l.8-.8"
+                   "M11 8.6l.8-.8a1.8 1.8 0 00-2.6-2.6l-.8.8"),
+    "error": ("diamond", "#a40e26", "M8 4.6v4M8 10.6v.9"),
+    "missing": ("circle", "#9a6700", "M6.3 6.3a1.8 1.8 0 113 1.3c-.8.5-1.3.8-1.3 1.7M8 11v.6"),
+    "not_planned": ("dot", "#8c959f", ""),
+}
+_SHAPES = {
+    "circle": '<circle cx="8" cy="8" r="7.5" fill="{c}"/>',
+    "square": '<rect x=".5" y=".5" width="15" height="15" rx="3" fill="{c}"/>',
+    "triangle": '<path d="M8 .6L15.6 15H.4z" fill="{c}"/>',
+    "diamond": '<path d="M8 .3L15.7 8 8 15.7.3 8z" fill="{c}"/>',
+    "dot": '<circle cx="8" cy="8" r="2" fill="{c}"/>',
+}
+
+
+def mark_svg(status: str) -> str:
+    """The mark of ``status`` as an inline SVG (labelled for screen readers)."""
+    shape, colour, glyph = GLYPHS.get(status, GLYPHS["error"])
+    path = (f'<path d="{glyph}" fill="none" stroke="#fff" stroke-width="1.8" '
+            'stroke-linecap="round" stroke-linejoin="round"/>') if glyph else ""
+    return (f'<svg class="mark" width="14" height="14" viewBox="0 0 16 16" role="img" '
+            f'aria-label="{escape(status)}">{_SHAPES[shape].format(c=colour)}{path}</svg>')
+
+
 def render(report: Report) -> str:
-    body = [_header(report), _grids(report), _together(report), _details(report)]
+    body = [_header(report), _grids(report), _together(report), _declared(report),
+            _details(report)]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             "<title>Compatibility report</title>\n"
@@ -78,8 +114,8 @@ def _header(report: Report) -> str:
         parts.append(f'<p class="meta">generated from commit <code>{escape(report.commit)}'
                      "</code></p>")
     parts.append(f'<p class="summary">{escape(summary_line(report))}</p>')
-    legend = "".join(f'<li class="s-{status}">{escape(mark)} {escape(meaning)}</li>'
-                     for status, (mark, meaning) in MARKS.items())
+    legend = "".join(f'<li class="s-{status}">{mark_svg(status)} {escape(meaning)}</li>'
+                     for status, (_, meaning) in MARKS.items())
     parts.append(f'<ul class="legend">{legend}</ul>')
     return "\n".join(parts)
 
@@ -99,15 +135,15 @@ def _grid(grid: Grid) -> str:
 
 def _grid_cell(cell: CellReport | None) -> str:
     status = shown_status(cell)
-    mark = MARKS[status][0]
+    mark = mark_svg(status)
     if cell is None:
-        return f'<td class="s-{status}" title="not planned">{escape(mark)}</td>'
+        return f'<td class="s-{status}" title="not planned">{mark}</td>'
     word = status
     if status in ("failed", "error") and cell.stage:
         word = f"{status} ({short_stage(cell.stage)})"
     return (f'<td class="s-{status}"><a href="#{escape(anchor(cell.id))}" '
             f'title="{escape(cell.id)}: {escape(cell.reason or status)}">'
-            f"{escape(mark)} {escape(word)}</a></td>")
+            f"{mark} {escape(word)}</a></td>")
 
 
 def _together(report: Report) -> str:
@@ -124,6 +160,22 @@ def _together(report: Report) -> str:
     return f"{title}\n<table>\n" + "\n".join(lines) + "\n</table>"
 
 
+def _declared(report: Report) -> str:
+    ranges = declared_ranges(report)
+    if not ranges:
+        return ""
+    rows = [_tr(["package", "declared", "passed", "failed", "verdict", "suggest"], "th")]
+    for entry in ranges:
+        rows.append(_tr([entry.package,
+                         entry.declared + (f" (extra {entry.extra})" if entry.extra else ""),
+                         ", ".join(v for v, _ in entry.passed) or "—",
+                         ", ".join(v for v, _ in entry.failed) or "—",
+                         entry.verdict, entry.suggest or "—"]))
+    notes = "".join(f"<li>{escape(f)}</li>" for entry in ranges for f in entry.findings)
+    return ("<h2>Declared vs measured</h2>\n<table>\n" + "\n".join(rows) + "\n</table>"
+            + (f"\n<ul>{notes}</ul>" if notes else ""))
+
+
 def _tr(cells: Iterable[str], tag: str = "td") -> str:
     return "<tr>" + "".join(f"<{tag}>{escape(c)}</{tag}>" for c in cells) + "</tr>"
 
@@ -134,8 +186,7 @@ def _details(report: Report) -> str:
 
 def _cell(cell: CellReport) -> str:
     status = shown_status(cell)
-    facts = [("status", f"{MARKS[status][0]} {cell.status}"),
-             ("stage", cell.stage or "—"), ("reason", cell.reason or "—")]
+    facts = [("stage", cell.stage or "—"), ("reason", cell.reason or "—")]
     if cell.status == "incompatible":
         facts.append(("resolver", resolver_reason(cell.details, cell.reason)))
     if cell.status == "unavailable":
@@ -143,7 +194,8 @@ def _cell(cell: CellReport) -> str:
     facts += [("axes", ", ".join(f"{k}={v or 'none'}" for k, v in cell.axes.items())),
               ("build key", cell.build_key)]
     facts += [("problem", problem) for problem in cell.problems]
-    dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
+    dl = f"<dt>status</dt><dd>{mark_svg(status)} {escape(cell.status)}</dd>" + "".join(
+        f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)
     parts = [f'<section class="cell s-{status}" id="{escape(anchor(cell.id))}">',
              f"<h3>{escape(cell.id)}</h3>", f"<dl>{dl}</dl>"]
     if lines := detail_lines(cell):

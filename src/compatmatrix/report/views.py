@@ -37,6 +37,7 @@ MARKS = {  # what a grid entry shows, and the legend
     "failed": ("❌", "failed (with the stage)"),
     "incompatible": ("⛔", "incompatible: the resolver proved the pins unsatisfiable"),
     "unavailable": ("\u2796", "unavailable here (an interpreter, index or build is missing)"),
+    "resolvable": ("🔗", "resolvable: the pins install together; nothing built or tested"),
     "error": ("💥", "error: a bug in compatmatrix"),
     MISSING: ("❔", "missing: planned, but no record"),
     "not_planned": ("·", "not planned"),
