@@ -62,7 +62,9 @@ def _cli_session(doc: str, *commands: list[str]) -> Callable[[Any], None]:
     """A session that runs compatmatrix commands in turn; posargs go to the first one."""
 
     def session(session: nox.Session) -> None:
-        resolve_only = "--until" in session.posargs  # its table goes to pins.md, not the report
+        # a resolve-only run's table goes to pins.md, never the compatibility report
+        resolve_only = any(arg == "--until" or arg.startswith("--until=")
+                           for arg in session.posargs)
         for index, command in enumerate(commands):
             argv = [*command, *session.posargs] if index == 0 else command
             if index and resolve_only and command[0] == "report":

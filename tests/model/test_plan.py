@@ -117,3 +117,23 @@ def test_planning_ten_thousand_cells(write_matrix: WriteMatrix) -> None:
     cells = plan_cells(matrix)  # its speed is measured in bench/plan.py, not here
     assert len(cells) >= 10_000
     assert len({c.id for c in cells}) == len(cells)
+
+
+def test_a_lowest_resolution_shows_in_the_id_and_the_default_does_not(
+        write_matrix: WriteMatrix) -> None:
+    matrix = load_matrix(write_matrix("""
+        version: 1
+        project: {path: pkg, import: pkg}
+        axes:
+          python: ["3.12"]
+          torch: ["2.13.0"]
+          resolution: [highest, lowest-direct, lowest]
+        include:
+          - {python: "3.11", torch: "2.13.0"}
+        """))
+    cells = {cell.id: cell for cell in plan_cells(matrix)}
+    assert list(cells) == ["py3.12-torch2.13.0", "py3.12-torch2.13.0-lowest-direct",
+                           "py3.12-torch2.13.0-lowest", "py3.11-torch2.13.0"]
+    # an include that names no resolution gets the default; the wheel is the same
+    assert cells["py3.11-torch2.13.0"].value("resolution") == "highest"
+    assert len({c.build_key for c in cells.values() if c.python == "3.12"}) == 1

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from compatmatrix.errors import SpecError
+from compatmatrix.errors import SpecError, UsageError
 from compatmatrix.model.spec import NONE, load_matrix, package_requirement
 from tests.conftest import MINIMAL, WriteMatrix
 
@@ -107,6 +107,11 @@ BAD = [
      "  python: ['3.11']\nsuites:\n  gpu: {paths: [t], requires: {gpu: h10O}}\n", 6,
      "did you mean 'h100'"),
     ("missing key", "version: 1\nproject: {path: pkg, import: pkg}\n", 1, "needs the key 'axes'"),
+    ("bad resolution", "version: 1\nproject: {path: pkg, import: pkg}\naxes:\n"
+     "  python: ['3.11']\n  resolution: [highest, lowest_direct]\n", 5,
+     "did you mean 'lowest-direct'"),
+    ("declared_ranges not a bool", "version: 1\nproject: {path: pkg, import: pkg}\naxes:\n"
+     "  python: ['3.11']\ngate: {declared_ranges: maybe}\n", 5, "declared_ranges"),
 ]
 
 
@@ -127,3 +132,21 @@ def test_include_must_name_python(write_matrix: WriteMatrix) -> None:
     path = write_matrix(MINIMAL + "include:\n  - {}\n")
     with pytest.raises(SpecError, match="empty include entry"):
         load_matrix(path)
+
+
+def test_a_matrix_without_a_project_is_a_pins_table(write_matrix: WriteMatrix) -> None:
+    path = write_matrix("version: 1\naxes:\n  python: ['3.12']\n  torch: ['2.13.0']\n"
+                        "  vllm: ['0.30.0']\n")
+    matrix = load_matrix(path)
+    assert matrix.project is None
+    with pytest.raises(UsageError, match="only `compatmatrix run --until resolve`") as info:
+        matrix.package  # noqa: B018 - the property raises
+    assert str(path) in str(info.value) and info.value.exit_code == 2
+
+
+def test_resolution_axis_and_declared_ranges_gate(write_matrix: WriteMatrix) -> None:
+    matrix = load_matrix(write_matrix(MINIMAL + "  resolution: [highest, lowest-direct]\n"
+                                      "gate: {declared_ranges: true}\n"))
+    axis = next(a for a in matrix.axes if a.name == "resolution")
+    assert axis.kind == "resolution" and axis.values == ("highest", "lowest-direct")
+    assert matrix.gate.declared_ranges is True

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from compatmatrix.host.uv import Sources, involves_missing
+from compatmatrix.host.uv import Sources, involves_missing, uv_command
 from compatmatrix.model.plan import plan_cells
 from compatmatrix.model.project import ProjectMeta, marker_environment
+from compatmatrix.model.record import Status
 from compatmatrix.model.spec import load_matrix
 from compatmatrix.stages.resolve import (
     _failure,
     axis_conflict,
     cell_requirements,
+    highest_pins,
+    resolve_cell,
     unwanted_pins,
     wheel_requirement_problems,
 )
 from tests.conftest import MINIMAL, WriteMatrix
+from tests.localindex import make_sdist, make_wheel
 
 ENV = marker_environment("3.11.7")
 SAGE = ProjectMeta(
@@ -137,3 +144,65 @@ def test_matrix_path_helpers_stay_relative(tmp_path: Path) -> None:
     assert reproduce_command(matrix, "c", tmp_path / "proj") == "compatmatrix run --cell c"
     assert reproduce_command(matrix, "c", tmp_path) == (
         "compatmatrix run --matrix proj/matrix.yaml --cell c")
+
+
+# --- lowest resolutions, against a folder index (no network) -----------------------------
+
+
+@pytest.fixture
+def folder_index(tmp_path: Path) -> tuple[Sources, dict[str, str], Path]:
+    """cmx-low: 1.0 is an sdist only, 1.1 and 2.0 wheels; cmx-tool 1.0 and 3.0 (3.0 needs
+    cmx-low>=2); cmx-plain 1.0 and 1.5 wheels."""
+    wheels = tmp_path / "index"
+    make_sdist(wheels, "cmx-low", "1.0")
+    make_wheel(wheels, "cmx-low", "1.1")
+    make_wheel(wheels, "cmx-low", "2.0")
+    make_wheel(wheels, "cmx-tool", "1.0")
+    make_wheel(wheels, "cmx-tool", "3.0", ["cmx-plain>=1.5"])
+    make_wheel(wheels, "cmx-plain", "1.0")
+    make_wheel(wheels, "cmx-plain", "1.5")
+    env = {**os.environ, "UV_NO_INDEX": "1", "UV_CACHE_DIR": str(tmp_path / "cache"),
+           "UV_PYTHON_DOWNLOADS": "never"}
+    return Sources(None, (str(wheels),)), env, tmp_path
+
+
+def python_here() -> Path:
+    return Path(sys.executable)
+
+
+def test_a_lowest_version_without_a_wheel_is_unavailable_and_named(
+        folder_index: tuple[Sources, dict[str, str], Path]) -> None:
+    sources, env, tmp = folder_index
+    result = resolve_cell(["cmx-low>=1.0"], uv=uv_command(env), interpreter=python_here(),
+                          sources=sources, lock=tmp / "lock.txt", log=tmp / "log",
+                          env=env, timeout=120, resolution="lowest-direct")
+    assert result.status is Status.UNAVAILABLE
+    assert result.reason == ("cmx-low 1.0, the lowest cmx-low>=1.0 admits, has no wheel here; "
+                             "the lowest with one is 1.1")
+    assert "never substitutes another version silently" in result.explanation
+    assert not (tmp / "lock.txt").exists()  # nothing to install from
+    # the newest resolution is untouched: 2.0 has a wheel
+    newest = resolve_cell(["cmx-low>=1.0"], uv=uv_command(env), interpreter=python_here(),
+                          sources=sources, lock=tmp / "lock.txt", log=tmp / "log", env=env,
+                          timeout=120)
+    assert newest.status is None and newest.pins == {"cmx-low": "2.0"}
+
+
+def test_lowest_direct_moves_the_project_and_not_its_test_requirements(
+        folder_index: tuple[Sources, dict[str, str], Path]) -> None:
+    sources, env, tmp = folder_index
+    kwargs: dict[str, Any] = {"uv": uv_command(env), "interpreter": python_here(),
+                              "sources": sources, "log": tmp / "log", "env": env,
+                              "timeout": 120}
+    # cmx-tool 3.0 needs cmx-plain>=1.5: pinning it alone to its newest would raise the
+    # project's own bound; the newest that installs beside cmx-plain 1.0 is 1.0
+    tests = highest_pins(["cmx-tool"], ["cmx-plain>=1.0"], resolution="lowest-direct",
+                         constraints=tmp / "c.txt", **kwargs)
+    assert tests == ["cmx-tool==1.0"]
+    result = resolve_cell(["cmx-plain>=1.0", *tests], lock=tmp / "lock.txt",
+                          resolution="lowest-direct", **kwargs)
+    assert result.status is None
+    assert result.pins == {"cmx-plain": "1.0", "cmx-tool": "1.0"}
+    # where nothing holds the test requirement back, it stays at its newest
+    assert highest_pins(["cmx-tool"], ["cmx-low>=1.1"], resolution="lowest-direct",
+                        constraints=tmp / "c.txt", **kwargs) == ["cmx-tool==3.0"]

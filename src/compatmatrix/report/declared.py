@@ -37,6 +37,13 @@ class DeclaredRange:
     findings: tuple[str, ...]  # every verdict that applies, with what it is about
     suggest: str  # the narrowest specifier that admits every passing version, no failing one
 
+    @property
+    def admits_failing(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The failing versions the declared range admits, with their cells."""
+        spec = SpecifierSet(self.declared)
+        return tuple((v, cells) for v, cells in self.failed
+                     if spec.contains(v, prereleases=True))
+
     def to_json(self) -> dict[str, object]:
         return {"package": self.package, "declared": self.declared, "extra": self.extra or None,
                 "passed": {v: list(c) for v, c in self.passed},

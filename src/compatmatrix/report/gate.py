@@ -53,8 +53,16 @@ def evaluate(gate: Gate, current: Report, baseline: Report | None,
     failures += [Verdict(cell.id, f"the evidence cannot be trusted: {problem}", cell.reproduce)
                  for cell in current.cells for problem in cell.evidence]
     if gate.declared_ranges:  # a declared range that admits a version measured failing
-        failures += [Verdict(entry.package, finding) for entry in declared_ranges(current)
-                     for finding in entry.findings if finding.startswith("admits-failing")]
+        for entry in declared_ranges(current):
+            for version, cells in entry.admits_failing:
+                found = current.cell(cells[0])
+                failures.append(Verdict(
+                    entry.package,
+                    f"the declared range {entry.declared}"
+                    + (f" (extra {entry.extra})" if entry.extra else "")
+                    + f" admits {entry.package} {version}, which fails in {', '.join(cells)}"
+                    + (f"; measured to work: {entry.suggest}" if entry.suggest else ""),
+                    found.reproduce if found is not None else ""))
     for cell in current.cells:
         before = baseline.cell(cell.id) if baseline is not None else None
         passed = _effectively_passed(cell, quarantined)

@@ -63,7 +63,8 @@ def render_pins(report: Report) -> str:
                          key=_version_key):
         cells = [c for c in report.cells if (c.axes.get("python") or "") == python]
         parts += _grid(python, cells, rows_axis, columns)
-    reasons = [c for c in report.cells if c.status not in ("resolvable",)]
+    reasons = sorted((c for c in report.cells if c.status != "resolvable"),
+                     key=lambda c: [_version_key(str(c.axes.get(a) or "")) for a in report.axes])
     if reasons:
         parts += ["## Why not", ""]
         parts += [f"- **{c.id}** ({c.status}): {_why(c) or c.reason}" for c in reasons]

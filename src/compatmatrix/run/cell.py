@@ -270,11 +270,17 @@ class _CellRun:
         project_reqs = self.meta.requirements(cell_extras(self.cell), self.environment)
         resolution = self.cell.value("resolution") or DEFAULT_RESOLUTION
         tests = None
-        if resolution != DEFAULT_RESOLUTION and ctx.matrix.project is not None:
+        project = ctx.matrix.project
+        if resolution != DEFAULT_RESOLUTION and project is not None and project.test_requires:
             # test requirements stay at their newest: only the project's bounds are tested
-            tests = highest_pins(ctx.matrix.project.test_requires, uv=ctx.uv,
-                                 interpreter=self.python, sources=self.sources, log=log,
-                                 env=ctx.env, timeout=ctx.timeout(Stage.RESOLVE))
+            tests = highest_pins(
+                project.test_requires,
+                cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url,
+                                  test_requires=()),
+                resolution=resolution, uv=ctx.uv, interpreter=self.python,
+                sources=self.sources, log=log,
+                constraints=ctx.workdir.lock(self.cell.id).with_suffix(".project-pins.txt"),
+                env=ctx.env, timeout=ctx.timeout(Stage.RESOLVE))
         reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url,
                                  test_requires=tests)
         result: Resolution = resolve_cell(
@@ -406,10 +412,12 @@ class _CellRun:
                                       built_with_torch=result.built_with_torch,
                                       running_torch=result.running_torch)
         if result.import_error:
-            return self.end(Status.FAILED, Stage.IDENTITY,
-                            f"{matrix.package.import_name} does not import (built against "
-                            f"torch {result.built_with_torch}, running torch "
-                            f"{result.running_torch})", tuple(result.import_error.splitlines()))
+            lines = [line for line in result.import_error.splitlines() if line.strip()]
+            why = f"{matrix.package.import_name} does not import: {lines[-1].strip()}"
+            if result.built_with_torch or result.running_torch:  # what an ABI break comes from
+                why += (f" (built against torch {result.built_with_torch or 'unknown'}, "
+                        f"running torch {result.running_torch or 'none'})")
+            return self.end(Status.FAILED, Stage.IDENTITY, why, tuple(lines))
         if result.mismatches:
             return self.end(Status.FAILED, Stage.IDENTITY, result.mismatches[0], result.mismatches)
         return None

@@ -160,6 +160,8 @@ class _Scheduler:
             pass
         finally:
             self._release(cell.build_key, holding)
+            if record is not None:  # before the count drops: the run ends after this line
+                self.progress.finished(record)
             with self.cond:
                 self.running -= 1
                 if record is not None:
@@ -167,8 +169,6 @@ class _Scheduler:
                     if self.fail_fast and record.status in (Status.FAILED, Status.ERROR):
                         self.stopped = True
                 self.cond.notify_all()
-        if record is not None:
-            self.progress.finished(record)
 
     def _release(self, key: str, holding: list[bool]) -> None:
         with self.cond:

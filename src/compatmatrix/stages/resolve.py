@@ -52,9 +52,6 @@ __all__ = [
 ]
 
 
-
-
-
 @dataclass(frozen=True)
 class Resolution:
     status: Status | None  # None: resolved; else the cell's (incompatible, unavailable, failed)
@@ -64,9 +61,13 @@ class Resolution:
     sources: Sources | None = None
     duration: float = 0.0
 
+    summary: str = ""  # the reason, when there is more to say than the status's words
+
     @property
     def reason(self) -> str:
         """One line for the record; the explanation keeps uv's words."""
+        if self.summary:
+            return self.summary
         return {Status.INCOMPATIBLE: "the pins cannot be installed together",
                 Status.UNAVAILABLE: "a package index or build is not available here"}.get(
             self.status, "uv could not resolve the requirements") if self.status else ""
@@ -84,8 +85,6 @@ def torch_requirement(value: str, variant: str | None, index_url: str | None) ->
     if index_url is None:
         return f"torch==={value}"
     return f"torch=={value}+{variant}"
-
-
 
 
 def cell_requirements(matrix: Matrix, cell: Cell, project_requirements: Sequence[str],
@@ -108,22 +107,49 @@ def cell_requirements(matrix: Matrix, cell: Cell, project_requirements: Sequence
     return reqs
 
 
-def highest_pins(test_requires: Sequence[str], *, uv: Sequence[str], interpreter: Path,
-                 sources: Sources, log: Path, env: Mapping[str, str],
+def highest_pins(test_requires: Sequence[str], project_reqs: Sequence[str], *,
+                 resolution: str, uv: Sequence[str], interpreter: Path, sources: Sources,
+                 constraints: Path, log: Path, env: Mapping[str, str],
                  timeout: float) -> list[str]:
-    """The test requirements pinned to what the newest resolution of them alone picks, so
-    that a lowest resolution moves only the project's own requirements; as given when uv
-    cannot resolve them alone (the cell's own resolution then says why)."""
-    argv = [*uv, "pip", "compile", "-", "--python", str(interpreter), "--no-header",
-            "--no-annotate", "--quiet", "--no-deps", *uv_source_args(sources)]
-    result = _cmd.run(argv, log=log, env=env, timeout=timeout,
-                      input_text="\n".join(test_requires) + "\n")
-    pins = parse_pins(result.output) if result.ok else {}
+    """The test requirements pinned to their newest versions that install with the
+    project's own requirements at ``resolution``, so that a lowest resolution moves only
+    the project's requirements: the test requirements are direct requirements too, and
+    pinning them to their newest alone (pytest 9.2 needs packaging>=24) would raise the
+    very bound under test. ``constraints`` is where the project's own pins are written.
+    As given when uv cannot resolve them so (the cell's own
+    resolution then says why)."""
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    alone = _compile(project_reqs, resolution, uv=uv, interpreter=interpreter,
+                     sources=sources, log=log, env=env, timeout=timeout)
+    direct = set()
+    for text in project_reqs:
+        try:
+            direct.add(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue
+    constraints.write_text("".join(pin_line(n, v) + "\n" for n, v in alone.items()
+                                   if n in direct), encoding="utf-8")
+    pins = _compile(test_requires, DEFAULT_RESOLUTION, uv=uv, interpreter=interpreter,
+                    sources=sources, log=log, env=env, timeout=timeout,
+                    extra=("--constraint", str(constraints)))
     pinned = []
     for text in test_requires:
         name = canonicalize_name(Requirement(text).name)
         pinned.append(f"{name}=={pins[name]}" if name in pins else text)
     return pinned
+
+
+def _compile(reqs: Sequence[str], resolution: str, *, uv: Sequence[str], interpreter: Path,
+             sources: Sources, log: Path, env: Mapping[str, str], timeout: float,
+             extra: Sequence[str] = ()) -> dict[str, str]:
+    """What uv pins for ``reqs`` alone; {} when it cannot."""
+    argv = [*uv, "pip", "compile", "-", "--python", str(interpreter), "--no-header",
+            "--no-annotate", "--quiet", *uv_source_args(sources), *extra]
+    if resolution != DEFAULT_RESOLUTION:
+        argv += ["--resolution", resolution]
+    result = _cmd.run(argv, log=log, env=env, timeout=timeout,
+                      input_text="\n".join(reqs) + "\n")
+    return parse_pins(result.output) if result.ok else {}
 
 
 def cell_extras(cell: Cell) -> tuple[str, ...]:
@@ -212,17 +238,28 @@ def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
     pins = parse_pins(result.output)
     if resolution != DEFAULT_RESOLUTION:
         binary = _cmd.run([*argv, "--no-build"], log=log, env=env, timeout=timeout)
-        moved = _without_wheels(reqs, pins, parse_pins(binary.output) if binary.ok else {})
+        if not binary.ok:
+            why = explanation(binary.output).splitlines()
+            return Resolution(
+                Status.UNAVAILABLE, pins, tuple(reqs),
+                "\n".join(["uv resolves these requirements only by building a dependency "
+                           "from source; compatmatrix builds only the package under test:",
+                           *why]), sources, time.monotonic() - start,
+                summary=f"the {resolution} resolution needs a dependency built from source")
+        moved = _without_wheels(reqs, pins, parse_pins(binary.output))
         if moved:
-            return Resolution(Status.UNAVAILABLE, pins, tuple(reqs), "\n".join(moved), sources,
-                              time.monotonic() - start)
+            more = f" (and {len(moved) - 1} more)" if len(moved) > 1 else ""
+            return Resolution(Status.UNAVAILABLE, pins, tuple(reqs),
+                              "\n".join(long for _, long in moved), sources,
+                              time.monotonic() - start, summary=moved[0][0] + more)
     lock.write_text("".join(pin_line(n, v) + "\n" for n, v in pins.items()), encoding="utf-8")
     return Resolution(None, pins, tuple(reqs), "", sources, time.monotonic() - start)
 
 
 def _without_wheels(reqs: Sequence[str], pins: Mapping[str, str],
-                    binary: Mapping[str, str]) -> list[str]:
-    """For each package whose resolved version has no wheel here: what moved, and why."""
+                    binary: Mapping[str, str]) -> list[tuple[str, str]]:
+    """For each package whose resolved version has no wheel here: what moved, in short
+    and whole."""
     declared: dict[str, str] = {}
     for text in reqs:
         try:
@@ -237,10 +274,13 @@ def _without_wheels(reqs: Sequence[str], pins: Mapping[str, str],
             continue
         bound = declared.get(name, f"{name} (a dependency)")
         lowest = (f"the lowest version that has one is {with_wheel}" if with_wheel
-                  else "no version it admits has one (or uv could not resolve without building)")
-        found.append(f"{name} {version} (the lowest {bound} admits) has no wheel for this cell's "
-                     f"Python and platform: {lowest}; compatmatrix builds only the package "
-                     "under test, and never substitutes another version silently")
+                  else "the resolution without building leaves it out")
+        short = (f"{name} {version}, the lowest {bound} admits, has no wheel here"
+                 + (f"; the lowest with one is {with_wheel}" if with_wheel else ""))
+        found.append((short, f"{name} {version}, the lowest {bound} admits, has no wheel "
+                      f"for this cell's Python and platform: {lowest}; compatmatrix builds "
+                      "only the package under test, and never substitutes another version "
+                      "silently"))
     return found
 
 
@@ -263,8 +303,6 @@ def wheel_requirement_problems(requirements: Sequence[str], pins: Mapping[str, s
     return problems
 
 
-
-
 def _failure(output: str, reqs: Sequence[str], sources: Sources,
              duration: float) -> Resolution:
     text = explanation(output)
@@ -277,23 +315,5 @@ def _failure(output: str, reqs: Sequence[str], sources: Sources,
     if any(marker in output for marker in NETWORK):
         return Resolution(Status.UNAVAILABLE, {}, tuple(reqs), text, sources, duration)
     return Resolution(Status.FAILED, {}, tuple(reqs), text, sources, duration)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
