@@ -64,3 +64,9 @@ def test_the_source_list_is_computed_once_per_run(tmp_path: Path) -> None:
     (root / "pkg" / "pkg" / "late.py").write_text("")  # written mid-run: the list holds
     assert digests.files() == first and Path("pkg/late.py") not in first
     assert Path("tests/test_x.py") not in first  # test folders are no build input
+
+
+def test_a_resolve_only_record_never_stands_in_for_a_full_run(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    assert digest(root, mode="resolve") != digest(root)
+    assert digest(root, mode="resolve") == digest(root, mode="resolve")

@@ -206,3 +206,35 @@ def test_lowest_direct_moves_the_project_and_not_its_test_requirements(
     # where nothing holds the test requirement back, it stays at its newest
     assert highest_pins(["cmx-tool"], ["cmx-low>=1.1"], resolution="lowest-direct",
                         constraints=tmp / "c.txt", **kwargs) == ["cmx-tool==3.0"]
+
+
+FAKE_UV = """#!/bin/sh
+# a uv whose cache holds cmx-cached only: offline, anything else is "not in the cache"
+echo "$@" >> "$0.calls"
+case "$*" in
+  *--offline*) if grep -q cmx-missing "$3"; then
+      echo "error: No solution found when resolving dependencies" >&2
+      echo "  cause: Because cmx-missing was not found in the cache and you require" >&2
+      echo "hint: Packages were unavailable because the network was disabled." >&2
+      exit 1; fi ;;
+esac
+sed 's/>=.*$/==1.0/' "$3"
+"""
+
+
+@pytest.mark.parametrize(("requirement", "calls"), [("cmx-cached>=1", 1),
+                                                    ("cmx-missing>=1", 2)])
+def test_a_resolve_only_run_asks_its_snapshot_offline_first(tmp_path: Path, requirement: str,
+                                                            calls: int) -> None:
+    uv = tmp_path / "uv"
+    uv.write_text(FAKE_UV)
+    uv.chmod(0o755)
+    result = resolve_cell([requirement], uv=(str(uv),), interpreter=Path(sys.executable),
+                          sources=Sources(None, ()), lock=tmp_path / "lock.txt",
+                          log=tmp_path / "log", env=dict(os.environ), timeout=60,
+                          snapshot=True)
+    assert result.status is None and result.pins == {requirement.split(">")[0]: "1.0"}
+    argvs = (tmp_path / "uv.calls").read_text().splitlines()
+    assert len(argvs) == calls  # the index only for what the snapshot lacks
+    assert "--offline" in argvs[0]
+    assert all("--offline" not in argv for argv in argvs[1:])

@@ -66,8 +66,16 @@ def render_pins(report: Report) -> str:
     reasons = sorted((c for c in report.cells if c.status != "resolvable"),
                      key=lambda c: [_version_key(str(c.axes.get(a) or "")) for a in report.axes])
     if reasons:
+        # one line per reason, with every cell it holds for: "vllm==0.11.0 depends on
+        # torch==2.8.0" says why a whole column is "no"
+        groups: dict[tuple[str, str], list[str]] = {}
+        for cell in reasons:
+            why = (_why(cell) or cell.reason).split(" and you require ")[0]
+            groups.setdefault((cell.status, why), []).append(cell.id)
         parts += ["## Why not", ""]
-        parts += [f"- **{c.id}** ({c.status}): {_why(c) or c.reason}" for c in reasons]
+        parts += [f"- {status}: {why} ({', '.join(ids)})" for (status, why), ids in
+                  sorted(groups.items(), key=lambda g: (g[0][0], _version_key(
+                      g[0][1].replace("==", " "))))]
         parts.append("")
     return "\n".join(parts)
 

@@ -89,6 +89,9 @@ class RunContext:
     digests: ProjectDigests
     force: bool = False
     until: Stage | None = None  # Stage.RESOLVE: resolve only (records in pins/, resolvable)
+    # A resolve-only run's own uv cache: what this run fetched from the indexes, asked
+    # offline first (stages/resolve.py, snapshot)
+    index_snapshot: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def timeout(self, stage: Stage) -> float:
@@ -283,11 +286,14 @@ class _CellRun:
                 env=ctx.env, timeout=ctx.timeout(Stage.RESOLVE))
         reqs = cell_requirements(ctx.matrix, self.cell, project_reqs, self.index_url,
                                  test_requires=tests)
+        snapshot = ctx.index_snapshot
         result: Resolution = resolve_cell(
             reqs, uv=ctx.uv, interpreter=self.python, sources=self.sources,
-            lock=ctx.workdir.lock(self.cell.id), log=log, env=ctx.env,
+            lock=ctx.workdir.lock(self.cell.id), log=log,
+            env={**ctx.env, "UV_CACHE_DIR": str(snapshot)} if snapshot else ctx.env,
             timeout=ctx.timeout(Stage.RESOLVE), resolution=resolution,
-            preinstalled=("torch",) if self.torch_preinstalled else ())
+            preinstalled=("torch",) if self.torch_preinstalled else (),
+            snapshot=snapshot is not None)
         self.durations["resolve"] = result.duration
         self.record = self.record.but(resolved=result.pins, requirements=list(reqs),
                                       declared=self.declared(self.meta))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -45,15 +46,21 @@ def make_context(matrix: Matrix, workdir: Path, env: Mapping[str, str],
     project = read_project(matrix.project.path) if matrix.project is not None else None
     work = WorkDir(workdir.resolve(), "pins" if until is Stage.RESOLVE else "results")
     work.ensure()
+    snapshot = None
+    if until is Stage.RESOLVE:  # one snapshot of the indexes per resolve-only run
+        snapshot = work.root / "index-snapshot"
+        shutil.rmtree(snapshot, ignore_errors=True)
     reports = (reports or report_dir(matrix.root, env)).resolve()
     exclude = (work.root, *(reports / name for name in REPORT_FILES))
+    jobs = jobs or os.cpu_count() or 1
     return RunContext(
         matrix=matrix, cells=tuple(plan_cells(matrix)), workdir=work, project=project,
         repo_root=repository_root(matrix.root),
         env=dict(env), finder=InterpreterFinder(env, dict(matrix.interpreters)),
         uv=uv_command(env), find_links=tuple(expand_find_links(matrix.indexes, env)),
-        jobs=jobs or os.cpu_count() or 1, gpus=gpu_capabilities(env),
-        digests=ProjectDigests(matrix, exclude, env), force=force, until=until)
+        jobs=jobs, gpus=gpu_capabilities(env),
+        digests=ProjectDigests(matrix, exclude, env), force=force, until=until,
+        index_snapshot=snapshot)
 
 
 def select_cells(cells: Sequence[Cell], ids: Sequence[str] = (),

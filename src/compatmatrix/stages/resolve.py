@@ -52,6 +52,15 @@ __all__ = [
 ]
 
 
+# What uv says offline when the cache lacks something: the answer is not the index's
+_NOT_CACHED = ("network was disabled", "not found in the cache",
+               "needs to be downloaded from a registry", "network connectivity is disabled")
+
+
+def _not_cached(result: _cmd.CommandResult) -> bool:
+    return not result.ok and any(marker in result.output for marker in _NOT_CACHED)
+
+
 @dataclass(frozen=True)
 class Resolution:
     status: Status | None  # None: resolved; else the cell's (incompatible, unavailable, failed)
@@ -209,7 +218,8 @@ def unwanted_pins(matrix: Matrix, cell: Cell, pins: Mapping[str, str]) -> str | 
 def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
                  sources: Sources, lock: Path, log: Path, env: Mapping[str, str],
                  timeout: float, preinstalled: Sequence[str] = (),
-                 resolution: str = DEFAULT_RESOLUTION) -> Resolution:
+                 resolution: str = DEFAULT_RESOLUTION,
+                 snapshot: bool = False) -> Resolution:
     """Compile ``reqs`` for ``interpreter`` into ``lock``, with uv's ``resolution`` strategy.
 
     ``preinstalled`` packages (the interpreter's own torch) are left out of the lock even when
@@ -217,6 +227,13 @@ def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
     the lowest version a requirement admits may have no wheel for the cell; uv's --no-build
     would silently move to one that has, so the lock is compiled both ways, and a version
     that moved makes the cell unavailable, naming it — never a silent substitute.
+
+    ``snapshot``: uv's cache (``UV_CACHE_DIR`` in ``env``) holds only what this run fetched,
+    so it is asked offline first; only a resolution that needs something not fetched yet asks
+    the index (and adds it). A resolve-only run's cells then see one snapshot of the index,
+    each page fetched about once, not revalidated once per cell: on 200 vLLM x torch cells,
+    56 asked the index and the CPU time halved. (Holding back the online ones to retry
+    offline after others fetched cost more CPU than it saved.)
     """
     start = time.monotonic()
     req_file = lock.with_suffix(".in")
@@ -228,7 +245,11 @@ def resolve_cell(reqs: Sequence[str], *, uv: Sequence[str], interpreter: Path,
         argv += ["--resolution", resolution]
     for name in preinstalled:
         argv += ["--no-emit-package", name]
-    result = _cmd.run(argv, log=log, env=env, timeout=timeout)
+    result = None
+    if snapshot:
+        result = _cmd.run([*argv, "--offline"], log=log, env=env, timeout=timeout)
+    if result is None or _not_cached(result):
+        result = _cmd.run(argv, log=log, env=env, timeout=timeout)
     if result.timed_out:
         return Resolution(Status.UNAVAILABLE, {}, tuple(reqs),
                           f"uv did not finish within {timeout:.0f} s (index not responding?)",
