@@ -41,6 +41,8 @@ def writer(out: Path, content: str, current: Report):
     def regenerate() -> Report:
         out.mkdir(exist_ok=True)
         (out / "compatibility.md").write_text(content)
+        # a resolve-only run's table beside it: never the compatibility report
+        (out / "pins.md").write_text("# Which pins install together\n")
         return current
     return regenerate
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from compatmatrix.errors import CompatError, PublishError
 from compatmatrix.host import cmd as _cmd
-from compatmatrix.report.model import Report, parse_report
+from compatmatrix.report.model import REPORT_FILES, Report, parse_report
 
 __all__ = ["PublishResult", "change_summary", "committed_file", "current_branch",
            "git_toplevel", "publish"]
@@ -108,8 +108,18 @@ class _Git:
             raise PublishError(f"git {' '.join(args)} failed:\n{result.output.strip()}")
         return result
 
+    def report_paths(self, rel: str) -> list[str]:
+        """The compatibility report's files only (those there, or tracked): a pins table
+        (pins.md, a resolve-only run's) or anything else a person keeps in the folder is
+        never committed by publish."""
+        paths = [f"{rel}/{name}" for name in REPORT_FILES]
+        tracked = set(self.run("ls-files", "--", *paths).output.split())
+        return [p for p in paths if p in tracked or (self.repo / p).exists()]
+
     def changed(self, rel: str) -> bool:
-        return bool(self.run("status", "--porcelain", "--", rel).output.strip())
+        paths = self.report_paths(rel)  # none: nothing of the report to commit
+        return bool(paths) and bool(self.run("status", "--porcelain", "--", *paths)
+                                    .output.strip())
 
     def committed_report(self, rel: str) -> Report | None:
         shown = self.run("show", f"HEAD:{rel}/compatibility.json", check=False)
@@ -121,9 +131,10 @@ class _Git:
             return None
 
     def commit_only(self, rel: str, message: str) -> None:
-        self.run("add", "--all", "--", rel)
+        paths = self.report_paths(rel)
+        self.run("add", "--all", "--", *paths)
         # a pathspec commit takes only these paths, whatever else is staged
-        self.run("commit", "--quiet", "-m", message, "--", rel)
+        self.run("commit", "--quiet", "-m", message, "--", *paths)
 
     def push(self, remote: str, branch: str) -> bool:
         return self.run("push", "--quiet", remote, f"HEAD:refs/heads/{branch}",
