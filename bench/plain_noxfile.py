@@ -1,8 +1,12 @@
-"""Setup B of bench/matrix.py: a plain nox setup for compat-kernels, as projects write today.
+"""Setups B and C of bench/matrix.py: a plain nox setup for compat-kernels, as projects write it.
 
 One session per Python x torch; each installs torch from the index, builds the extension from
-source against it and runs the suites. bench/matrix.py copies this file beside its copy of
-kernels/ and runs it with nox's default backend (virtualenv + pip).
+source against it (no build isolation: an isolated build would fetch the newest torch, not
+the session's) and runs the suites. bench/matrix.py copies this file beside its copy of
+kernels/, with the Pythons and torch releases of the cells it measures: as it is for B (nox's
+default backend, virtualenv + pip), and with ``nox.options.default_venv_backend =
+"uv|virtualenv"`` added after ``import nox`` for C (venvs made and packages installed by uv,
+from uv's cache).
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import nox
 
 
 @nox.session(python=["3.10", "3.11", "3.12"])
-@nox.parametrize("torch", ["2.9.0", "2.13.0"])
+@nox.parametrize("torch", ["2.12.0", "2.13.0"])
 def tests(session: nox.Session, torch: str) -> None:
-    # setuptools and wheel: virtualenv seeds neither for Python 3.12, and the build below
-    # uses the venv's own build tools.
+    # setuptools and wheel: virtualenv seeds neither for Python 3.12 (and uv seeds nothing),
+    # and the build below uses the venv's own build tools.
     session.install(f"torch=={torch}", "numpy", "pytest", "pytest-xdist", "setuptools", "wheel")
     session.chdir("kernels")
     # Build against the torch installed above, not a fresh one in an isolated build env.

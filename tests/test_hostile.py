@@ -783,6 +783,10 @@ GOOD_IMPORT = 'COMPATMATRIX-IMPORT {"build_torch": null, "module_file": null}'
                                               "prints"),
     (GOOD_FACTS, 'COMPATMATRIX-IMPORT {"build_torch": {}, "module_file": 5}',
      "the import check's answer is not what it prints"),
+    (GOOD_FACTS, 'COMPATMATRIX-IMPORTED-TORCH {"torch": {"version": 5}}\n' + GOOD_IMPORT,
+     "the import check's answer about torch is not what it prints"),
+    (GOOD_FACTS, "COMPATMATRIX-IMPORTED-TORCH {oops\n" + GOOD_IMPORT,
+     "the import check's answer about torch is not what it prints"),
 ])
 def test_a_forged_identity_line_fails_the_identity(tmp_path: Path, facts: str, imported: str,
                                                    why: str) -> None:

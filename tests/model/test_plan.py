@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import itertools
+import json
+import random
 import re
 
-from compatmatrix.model.plan import cell_id, matches, plan_cells
-from compatmatrix.model.spec import NONE, load_matrix
+from compatmatrix.model.plan import build_key, cell_id, matches, plan_cells
+from compatmatrix.model.spec import NONE, Matrix, load_matrix
 from tests.conftest import WriteMatrix
 
 SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -137,3 +140,72 @@ def test_a_lowest_resolution_shows_in_the_id_and_the_default_does_not(
     # an include that names no resolution gets the default; the wheel is the same
     assert cells["py3.11-torch2.13.0"].value("resolution") == "highest"
     assert len({c.build_key for c in cells.values() if c.python == "3.12"}) == 1
+
+
+def _naive_plan(matrix: Matrix) -> list[tuple[tuple[str, str], ...]]:
+    """The semantics, written the slow way: every combination against every entry."""
+    names = [axis.name for axis in matrix.axes]
+    planned = []
+    for combo in itertools.product(*(axis.values for axis in matrix.axes)):
+        values = dict(zip(names, combo, strict=True))
+        if not any(matches(dict(entry), values) for entry in matrix.exclude):
+            planned.append(tuple(zip(names, combo, strict=True)))
+    for entry in matrix.include:
+        given = dict(entry)
+        axes = tuple((name, given.get(name, NONE)) for name in names)
+        if axes not in planned:
+            planned.append(axes)
+    return planned
+
+
+def test_many_excludes_plan_as_the_semantics_say(write_matrix: WriteMatrix) -> None:
+    # every kind of entry: exact values, specifiers (torch and python), globs over variants,
+    # none, an entry matching nothing, and specifier values of an axis
+    rng = random.Random(16)
+    pythons = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+    torches = ["2.5.1", "2.6.0", "2.9.0", "2.10.0rc1", "2.13.0", ">=2.9,<2.10", "2.13.*"]
+    cudas = ["cpu", "cu126", "cu128", "cu130"]
+    vllms = ["none", "0.10.1", "0.30.0"]
+    patterns = {"python": [*pythons, ">=3.11", "<3.10", "!=3.12"],
+                "torch": [*torches, "<2.10", ">=2.10", "==2.13.*", "!=2.9.0", "9.9.9"],
+                "cuda": [*cudas, "cu12*", "cu1[23]?", "*"],
+                "vllm": [*vllms, "0.30.0"]}
+    lines = []
+    for _ in range(120):
+        axes = rng.sample(sorted(patterns), rng.randint(1, 3))
+        lines.append("  - {" + ", ".join(f'{a}: "{rng.choice(patterns[a])}"' for a in axes)
+                     + "}\n")
+    text = (
+        "version: 1\n"
+        'project: {path: pkg, import: pkg, abi3: ">=2.6"}\n'
+        "axes:\n"
+        f"  python: {json.dumps(pythons)}\n"
+        f"  torch: {json.dumps(torches)}\n"
+        f"  cuda: {json.dumps(cudas)}\n"
+        f"  vllm: {json.dumps(vllms)}\n"
+        "exclude:\n" + "".join(dict.fromkeys(lines)) +
+        "include:\n"
+        '  - {python: "3.12", torch: "2.13.0", cuda: cu130, vllm: "0.30.0"}\n'
+        '  - {python: "3.14", torch: "2.13.0", cuda: cu130}\n'
+    )
+    matrix = load_matrix(write_matrix(text))
+    cells = plan_cells(matrix)
+    assert [c.axes for c in cells] == _naive_plan(matrix)
+    assert 0 < len(cells) < 5 * 7 * 4 * 3  # some excluded, some kept
+    assert [c.id for c in cells] == [cell_id(c.axes) for c in cells]
+    assert [c.build_key for c in cells] == [build_key(matrix, dict(c.axes)) for c in cells]
+
+
+def test_no_exclude_entry_matches_plans_every_combination(write_matrix: WriteMatrix) -> None:
+    matrix = load_matrix(write_matrix("""
+        version: 1
+        project: {path: pkg, import: pkg}
+        axes:
+          python: ["3.10", "3.11"]
+          torch: ["2.9.0", "2.13.0"]
+        exclude:
+          - {torch: "3.0.0"}
+          - {torch: ">=3"}
+        """))
+    assert [c.id for c in plan_cells(matrix)] == [
+        "py3.10-torch2.9.0", "py3.10-torch2.13.0", "py3.11-torch2.9.0", "py3.11-torch2.13.0"]

@@ -337,3 +337,43 @@ def test_a_cell_in_which_no_test_ran_is_not_passed(tmp_path: Path) -> None:
     assert (record.status, record.stage) == (Status.UNAVAILABLE, "suite:later")
     assert record.reason == "no test ran: later: all 1 test skipped: needs vllm"
     assert record.suites["later"].status == "not_run"
+
+
+def test_a_test_edit_reuses_the_wheel_the_venv_and_identity(tmp_path: Path) -> None:
+    matrix = make_project(tmp_path, "none", """
+        axes:
+          python: ["3.11"]
+        suites:
+          checks: {paths: [proj/checks]}
+        """)
+    first = run_matrix(matrix, tmp_path / "work")["py3.11"]
+    assert_good(first)
+    assert not first.setup_reused and {"install", "identity"} <= set(first.durations)
+
+    test_file = tmp_path / "proj" / "checks" / "test_planted.py"
+    test_file.write_text(test_file.read_text() + "\n\ndef test_added():\n    pass\n")
+    edited = run_matrix(matrix, tmp_path / "work")["py3.11"]
+    assert_good(edited)
+    assert edited.setup_reused and not edited.reused
+    assert not {"build", "audit", "install", "identity"} & set(edited.durations)
+    assert edited.suites["checks"].passed == first.suites["checks"].passed + 1
+    assert (edited.wheel, edited.identity, edited.audit) == (first.wheel, first.identity,
+                                                              first.audit)
+    assert edited.logs["install"] == first.logs["install"]
+    assert run_matrix(matrix, tmp_path / "work")["py3.11"].reused  # then nothing changed
+
+    # a venv changed since (a test installed something) is made again
+    site = next((tmp_path / "work" / "envs" / "py3.11").glob("lib/python*/site-packages"))
+    (site / "stray-1.0.dist-info").mkdir()
+    test_file.write_text(test_file.read_text() + "\n# edited again\n")
+    remade = run_matrix(matrix, tmp_path / "work")["py3.11"]
+    assert_good(remade)
+    assert not remade.setup_reused and {"install", "identity"} <= set(remade.durations)
+    assert not (site / "stray-1.0.dist-info").exists()
+
+    # and a source edit rebuilds
+    ext = tmp_path / "proj" / "planted" / "_ext.c"
+    ext.write_text(ext.read_text() + "\n/* edited */\n")
+    rebuilt = run_matrix(matrix, tmp_path / "work")["py3.11"]
+    assert_good(rebuilt)
+    assert not rebuilt.setup_reused and not rebuilt.wheel_reused

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compatmatrix.model.spec import load_matrix
-from compatmatrix.run.inputs import ProjectDigests, cell_inputs
+from compatmatrix.run.inputs import CellInputs, ProjectDigests, cell_inputs
 from tests.conftest import make_package
 
 MATRIX = """version: 1
@@ -17,13 +17,17 @@ suites:
 """
 
 
-def digest(root: Path, **changes: object) -> str:
+def inputs(root: Path, **changes: object) -> CellInputs:
     matrix = load_matrix(root / "matrix.yaml")
     options: dict[str, object] = {"axes": {"python": "3.11"}, "build_key": "cp311",
                                   "interpreter": "/py", "pins": {"numpy": "2.2.6"},
                                   "gpus": ()}
     options.update(changes)
     return cell_inputs(matrix, ProjectDigests(matrix, (root / "work",)), **options)  # type: ignore[arg-type]
+
+
+def digest(root: Path, **changes: object) -> str:
+    return inputs(root, **changes).all
 
 
 def project(tmp_path: Path) -> Path:
@@ -70,3 +74,21 @@ def test_a_resolve_only_record_never_stands_in_for_a_full_run(tmp_path: Path) ->
     root = project(tmp_path)
     assert digest(root, mode="resolve") != digest(root)
     assert digest(root, mode="resolve") == digest(root, mode="resolve")
+
+
+def test_tests_and_suite_settings_leave_the_setup_digest_alone(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    before = inputs(root)
+    (root / "pkg" / "tests" / "test_x.py").write_text("def test(): assert True\n")
+    (root / "matrix.yaml").write_text(MATRIX.replace("{paths: [pkg/tests]}",
+                                                     "{paths: [pkg/tests], args: [-x]}"))
+    edited = inputs(root)
+    assert edited.all != before.all and edited.setup == before.setup
+    # what the wheel, the venv or the audit depend on changes it
+    assert inputs(root, pins={"numpy": "2.3.0"}).setup != before.setup
+    assert inputs(root, gpus=(("H100", "9.0"),)).setup != before.setup
+    (root / "matrix.yaml").write_text(MATRIX.replace("{paths: [pkg/tests]}",
+                                                     "{paths: [pkg/tests], requires: {gpu: h100}}"))
+    assert inputs(root).setup != before.setup  # the audit judges GPU code for it
+    (root / "pkg" / "pkg" / "__init__.py").write_text("X = 2\n")
+    assert inputs(root).setup != before.setup

@@ -71,6 +71,8 @@ class CellRecord:
     root: str = ""                       # the repository root of the run (paths in reports)
     inputs: str = ""                     # digest of everything the result depends on
     reused: bool = False                 # this record was reused from an earlier run
+    setup_inputs: str = ""               # the same, less the tests and the suites' settings
+    setup_reused: bool = False           # wheel, venv and identity came from the last run
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema": RECORD_SCHEMA}
@@ -240,9 +242,9 @@ _FIELDS: tuple[tuple[str, Callable[[object], bool], str], ...] = (
     ("audit", lambda v: isinstance(v, (dict, _NONE)), "an object or null"),
     ("identity", lambda v: isinstance(v, (dict, _NONE)), "an object or null"),
     *((name, lambda v: isinstance(v, str), "a string")
-      for name in ("reason", "build_key", "reproduce", "root", "inputs")),
+      for name in ("reason", "build_key", "reproduce", "root", "inputs", "setup_inputs")),
     *((name, lambda v: isinstance(v, (str, _NONE)), "a string or null")
       for name in ("interpreter", "wheel", "built_with_torch", "running_torch")),
     *((name, lambda v: isinstance(v, bool), "true or false")
-      for name in ("wheel_reused", "reused")),
+      for name in ("wheel_reused", "reused", "setup_reused")),
 )

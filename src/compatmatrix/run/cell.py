@@ -42,7 +42,7 @@ from compatmatrix.stages.build import (
     read_torch_facts,
 )
 from compatmatrix.stages.identity import check_identity
-from compatmatrix.stages.install import install_cell_env
+from compatmatrix.stages.install import install_cell_env, mark_venv, venv_marked, venv_python
 from compatmatrix.stages.resolve import (
     Resolution,
     axis_conflict,
@@ -157,9 +157,12 @@ class _CellRun:
 
     def run(self) -> CellRecord:
         self.audit_errors: tuple[Finding, ...] = ()
+        self.setup_reused = False
+        setup = (self.build, self.audit, self.install, self.identity)
         for step in (self.interpreter, self.metadata, self.resolve, self.reuse,
-                     self.stop_after_resolve, self.build, self.audit, self.install,
-                     self.identity, self.suites):
+                     self.stop_after_resolve, *setup, self.suites):
+            if self.setup_reused and step in setup:
+                continue  # only the tests changed: the wheel, the venv and identity hold
             final = step()
             if final is not None:
                 return self.audit_first(final)
@@ -190,7 +193,9 @@ class _CellRun:
         return None
 
     def reuse(self) -> CellRecord | None:
-        """The previous record, when nothing this cell depends on has changed."""
+        """The previous record, when nothing this cell depends on has changed. When only the
+        tests changed (or the suites' settings), the previous wheel, venv and identity check
+        are taken over instead, and the suites run again."""
         ctx = self.ctx
         inputs = cell_inputs(ctx.matrix, ctx.digests, axes=dict(self.cell.axes),
                              build_key=self.cell.build_key,
@@ -198,14 +203,37 @@ class _CellRun:
                              pins=self.record.resolved, gpus=ctx.gpus,
                              machine=self.machine_inputs(),
                              mode="resolve" if ctx.until is Stage.RESOLVE else "run")
-        self.record = self.record.but(inputs=inputs)
+        self.record = self.record.but(inputs=inputs.all, setup_inputs=inputs.setup)
         previous = read_record(ctx.workdir.record(self.cell.id))
-        if (ctx.force or previous is None or previous.inputs != inputs
-                or previous.status is Status.ERROR):
+        if ctx.force or previous is None or previous.status is Status.ERROR:
             return None
+        if previous.inputs == inputs.all:
+            if self.on_stage is not None:
+                self.on_stage(self.cell.id, "reused")
+            return previous.but(reused=True)
+        if previous.setup_inputs == inputs.setup and self.setup_holds(previous):
+            self.take_setup(previous)
+        return None
+
+    def setup_holds(self, previous: CellRecord) -> bool:
+        """The previous run got through identity, and its wheel and marked venv are intact."""
+        return (previous.identity is not None and previous.identity.ok
+                and previous.wheel is not None and Path(previous.wheel).is_file()
+                and venv_marked(self.ctx.workdir.env(self.cell.id), previous.setup_inputs))
+
+    def take_setup(self, previous: CellRecord) -> None:
+        """Build, audit, install and identity as the previous run left them (their logs too)."""
+        self.setup_reused = True
         if self.on_stage is not None:
-            self.on_stage(self.cell.id, "reused")
-        return previous.but(reused=True)
+            self.on_stage(self.cell.id, "reused setup")
+        self.record = self.record.but(
+            wheel=previous.wheel, wheel_reused=True, built_with_torch=previous.built_with_torch,
+            running_torch=previous.running_torch, audit=previous.audit,
+            identity=previous.identity, setup_reused=True)
+        self.logs.update({stage: log for stage, log in previous.logs.items()
+                          if stage in ("build", "audit", "install", "identity")})
+        self.audit_errors = previous.audit.errors if previous.audit is not None else ()
+        self.venv_python = venv_python(self.ctx.workdir.env(self.cell.id))
 
     def stop_after_resolve(self) -> CellRecord | None:
         if self.ctx.until is not Stage.RESOLVE:
@@ -426,6 +454,8 @@ class _CellRun:
             return self.end(Status.FAILED, Stage.IDENTITY, why, tuple(lines))
         if result.mismatches:
             return self.end(Status.FAILED, Stage.IDENTITY, result.mismatches[0], result.mismatches)
+        # a rerun whose tests alone changed may take this venv over, as long as it holds
+        mark_venv(self.ctx.workdir.env(self.cell.id), self.record.setup_inputs)
         return None
 
     def suites(self) -> CellRecord | None:

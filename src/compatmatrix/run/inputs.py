@@ -3,8 +3,10 @@
 The digest covers the compatmatrix version, the cell's axes and build key, the matrix
 settings a cell reads (project, indexes, suites, timeouts), the interpreter, the sources of
 the package under test (test folders excluded), the test folders, the lock, and the GPUs
-present. Editing a test changes it without changing the build digest, so a rerun runs the
-suites again but reuses the wheel.
+present. A second digest, ``setup``, covers the same less what only the suites read (the test
+folders and the suites' settings, but for the GPU kinds the audit judges against): editing a
+test changes the first and not the second, so a rerun reuses the wheel, the venv and the
+identity check, and runs only the suites again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from compatmatrix import __version__
 from compatmatrix.model.spec import Matrix
 from compatmatrix.run.projectfiles import digest_files, source_files
 
-__all__ = ["COMPILED_SUFFIXES", "ProjectDigests", "cell_inputs"]
+__all__ = ["COMPILED_SUFFIXES", "CellInputs", "ProjectDigests", "cell_inputs"]
 
 COMPILED_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".cu", ".pyx")
 CUDA_SUFFIXES = (".cu", ".cuh")
@@ -89,28 +91,43 @@ class ProjectDigests:
             return self._values[name]
 
 
+@dataclass(frozen=True)
+class CellInputs:
+    """The two digests of a cell's inputs."""
+
+    all: str    # everything: equal, the whole record still holds
+    setup: str  # everything but the tests and the suites' settings: equal, the wheel, the
+    #             venv and the identity check still hold, and only the suites run again
+
+
 def cell_inputs(matrix: Matrix, digests: ProjectDigests, *, axes: Mapping[str, str],
                 build_key: str, interpreter: str, pins: Mapping[str, str],
                 gpus: object, machine: Mapping[str, str] | None = None,
-                mode: str = "run") -> str:
+                mode: str = "run") -> CellInputs:
     """``machine``: what else the cell depends on here (the nvcc forced, a preinstalled torch);
     ``mode``: a full run, or resolve only (whose records never stand in for a full run's)."""
-    data = {
+    setup = {
         "mode": mode,
         "compatmatrix": __version__,
         "axes": dict(axes),
         "build_key": build_key,
         "project": _plain(asdict(matrix.project)) if matrix.project is not None else None,
         "indexes": _plain(asdict(matrix.indexes)),
-        "suites": [_plain(asdict(s)) for s in matrix.suites],
         "timeouts": dict(matrix.timeouts),
         "interpreter": interpreter,
         "source": digests.source(),
-        "tests": digests.tests(),
         "lock": dict(pins),
         "gpus": repr(tuple(gpus)) if isinstance(gpus, tuple) else repr(gpus),
         "machine": dict(machine or {}),
     }
+    everything = {**setup, "suites": [_plain(asdict(s)) for s in matrix.suites],
+                  "tests": digests.tests()}
+    # the audit judges the wheel against the GPU kinds the suites need
+    setup["suite_gpus"] = {s.name: s.gpu for s in matrix.suites if s.gpu}
+    return CellInputs(_digest(everything), _digest(setup))
+
+
+def _digest(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -1,8 +1,10 @@
 """Stage 5, identity: inside the cell's venv, check that it really is the cell.
 
-Facts are gathered in one subprocess that does not import the extension, so that an
+Facts are gathered in one subprocess that imports neither the extension nor torch (torch's
+version, CUDA and folder are read from its files, as the build reads them), so that an
 extension whose import dies (undefined symbol, segfault) cannot take the facts with it; the
-import runs in a second subprocess with faulthandler on.
+import runs in a second subprocess with faulthandler on, and it alone imports torch, once:
+what torch says there about itself replaces what its files said.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
 from compatmatrix.host.paths import import_outside
 from compatmatrix.host.probe import probe
+from compatmatrix.host.safeio import tagged_json
 from compatmatrix.model.outcomes import IdentityResult
 from compatmatrix.model.spec import NONE, PREINSTALLED, is_specifier
 
 __all__ = ["check_identity", "expected_cuda", "same_torch"]
 
 _FACTS = r"""
-import importlib.metadata as md, json, os, sys
+import importlib.metadata as md, importlib.util, json, os, re, sys
 names = json.loads(sys.argv[1])
 facts = {"python": "%d.%d.%d" % sys.version_info[:3], "packages": {}, "prefix": sys.prefix}
 for name in names:
@@ -34,19 +37,42 @@ for name in names:
         facts["packages"][name] = md.version(name)
     except md.PackageNotFoundError:
         facts["packages"][name] = None
+# torch read from its files, not imported: only the import check imports it
 try:
-    import torch
-    facts["torch"] = torch.__version__
-    facts["torch_cuda"] = torch.version.cuda
-    facts["torch_hip"] = getattr(torch.version, "hip", None)
-    facts["torch_path"] = os.path.dirname(torch.__file__)
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("No module named 'torch'")
+    root = list(spec.submodule_search_locations)[0]
+    with open(os.path.join(root, "version.py"), encoding="utf-8") as handle:
+        text = handle.read()
+    def field(name):
+        found = re.search(r"^%s\b[^=\n]*=\s*['\"]([^'\"]+)['\"]" % name, text, re.M)
+        return found.group(1) if found else None
+    facts["torch"] = field("__version__")
+    if facts["torch"] is None:
+        raise ImportError("torch/version.py holds no __version__")
+    facts["torch_cuda"] = field("cuda")
+    facts["torch_hip"] = field("hip")
+    facts["torch_path"] = root
 except Exception as exc:
     facts["torch_error"] = "%s: %s" % (type(exc).__name__, exc)
+    for key in ("torch", "torch_cuda", "torch_hip", "torch_path"):
+        facts.pop(key, None)
 print("COMPATMATRIX-FACTS " + json.dumps(facts))
 """
 
 _IMPORT = r"""
-import importlib, json, sys
+import importlib, importlib.util, json, os, sys
+if importlib.util.find_spec("torch") is not None:  # first, as the extension would
+    try:
+        import torch
+        answer = {"torch": {"version": str(torch.__version__), "cuda": torch.version.cuda,
+                            "hip": getattr(torch.version, "hip", None),
+                            "path": os.path.dirname(torch.__file__)}}
+    except Exception as exc:
+        answer = {"error": "%s: %s" % (type(exc).__name__, exc)}
+    # its own line, flushed: an extension that then crashes the process cannot take it along
+    print("COMPATMATRIX-IMPORTED-TORCH " + json.dumps(answer), flush=True)
 module = importlib.import_module(sys.argv[1])
 where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", [])), None)
 attr = sys.argv[2]
@@ -56,8 +82,6 @@ if attr:
     value = getattr(importlib.import_module(mod_name), name)
 print("COMPATMATRIX-IMPORT " + json.dumps({"build_torch": value, "module_file": where}))
 """
-
-
 
 
 def expected_cuda(variant: str | None) -> str | None:
@@ -87,14 +111,20 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
         return IdentityResult(False, {}, (f"could not inspect the venv: {why}",),
                               "\n".join(error_lines(facts_run.output, 5, last=True)))
     facts = {key: value for key, value in facts.items() if key in _FACT_KEYS}
-    running = facts.get("torch")
-    mismatches = list(_mismatches(facts, cell_axes, package_axes))
     imported_answer = probe(python, _IMPORT, import_name, build_torch_attr or "",
                             tag="COMPATMATRIX-IMPORT", flags=_FLAGS, log=log, cwd=cwd,
                             timeout=timeout)
     imported = imported_answer.result
     data: dict[str, Any] | None = ({_GARBLED: True} if imported_answer.garbled
                                    else imported_answer.data)
+    torch_answer = _imported_torch(imported.output)
+    if torch_answer is not None:
+        facts.update(torch_answer)  # what torch says of itself, once imported
+    running = facts.get("torch")
+    mismatches = list(_mismatches(facts, cell_axes, package_axes))
+    if torch_answer is None:
+        mismatches.append("the import check's answer about torch is not what it prints (a "
+                          "forged or garbled COMPATMATRIX-IMPORTED-TORCH line)")
     built = wheel_torch
     import_error = ""
     if data is None:
@@ -114,6 +144,25 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
             mismatches.append(outside)
     return IdentityResult(not mismatches and not import_error, facts, tuple(mismatches),
                           import_error, built, running)
+
+
+def _imported_torch(output: str) -> dict[str, Any] | None:
+    """The facts the import check's torch gives of itself (version, CUDA, HIP, folder) or why
+    it did not import; {} when it did not try (no torch, or the process died first); None when
+    its line is not what the script prints."""
+    lines = output.splitlines()
+    found = tagged_json(lines, _TORCH_TAG + " ")
+    if not found:
+        return None if any(line.startswith(_TORCH_TAG + " ") for line in lines) else {}
+    answer, torch = found[0], found[0].get("torch")
+    if isinstance(answer.get("error"), str) and "\0" not in answer["error"]:
+        return {"torch_error": answer["error"]}
+    if not (isinstance(torch, dict) and isinstance(torch.get("version"), str) and all(
+            isinstance(torch.get(key), (str, type(None))) and "\0" not in (torch.get(key) or "")
+            for key in ("version", "cuda", "hip", "path"))):
+        return None
+    return {"torch": torch["version"], "torch_cuda": torch["cuda"], "torch_hip": torch["hip"],
+            "torch_path": torch["path"]}
 
 
 def same_torch(built: str, running: str) -> bool:
@@ -191,6 +240,7 @@ def _variant_problem(variant: str, facts: Mapping[str, Any]) -> list[str]:
 
 
 _GARBLED = "compatmatrix:garbled"
+_TORCH_TAG = "COMPATMATRIX-IMPORTED-TORCH"
 # -I: neither the working directory nor PYTHONPATH nor the user's site may put a source tree
 # first; faulthandler: a crash leaves its traceback
 _FLAGS = ("-I", "-X", "faulthandler")
