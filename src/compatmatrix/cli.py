@@ -23,6 +23,7 @@ from compatmatrix.ci.pipelines import (
 from compatmatrix.errors import CompatError, UsageError
 from compatmatrix.host.interpreters import InterpreterFinder
 from compatmatrix.host.safeio import dumps_strict
+from compatmatrix.model.config import default_matrix
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.project import read_project
 from compatmatrix.model.record import CellRecord, Status
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "matrix", False) is None:  # --matrix not given: what the project says
+            args.matrix = default_matrix(Path("."))
         result: int = args.handler(args)
         return result
     except CompatError as error:
@@ -325,8 +328,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _add_matrix_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), metavar="FILE",
-                        help="the matrix file (default: ./matrix.yaml)")
+    parser.add_argument("--matrix", type=Path, default=None, metavar="FILE",
+                        help="the matrix file (default: [tool.compatmatrix] matrix in "
+                             "./pyproject.toml, else ./matrix.yaml)")
 
 
 def _finder(matrix: Matrix) -> InterpreterFinder:
