@@ -190,11 +190,17 @@ def _parser() -> argparse.ArgumentParser:
                     "root: the Pythons installed here that requires-python admits, the newest "
                     "torch the project admits and the one installed here, a CUDA variant when "
                     "there are CUDA sources, one suite per test folder. An existing file is "
-                    "never overwritten: what would have been written is printed instead. Exit "
-                    "0 when a file was written or none needed writing, 1 when every file it "
-                    "would write already exists, 2 when the project cannot be read.")
+                    "never overwritten: what would have been written is printed instead. A "
+                    "project that uses tox (tox.ini, setup.cfg [tox:tox], [tool.tox], "
+                    "tox.toml) gets the lines that give tox one environment per cell, to add "
+                    "to that file (never edited). Exit 0 when a file was written or none "
+                    "needed writing, 1 when every file it would write already exists (or only "
+                    "lines to add are left), 2 when the project cannot be read.")
     init.add_argument("--path", type=Path, default=Path("."), metavar="DIR",
                       help="the project's root folder (default: the current directory)")
+    init.add_argument("--tox", action="store_true",
+                      help="also write a tox.toml when the project has no tox configuration "
+                           "(with one, init prints the lines to add to it)")
     init.set_defaults(handler=_cmd_init)
     return parser
 
@@ -210,7 +216,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from compatmatrix.init import run_init  # imported on use: no other command needs it
 
-    return run_init(args.path, env=os.environ)
+    return run_init(args.path, env=os.environ, tox=args.tox)
 
 
 def _add_workdir_option(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from compatmatrix.init.render import render_tox_keys, render_tox_toml
+
 pytest.importorskip("tox", reason="tox 4 needs Python >= 3.11")
 
 pytestmark = pytest.mark.skipif(
@@ -166,6 +168,20 @@ def test_a_cell_id_the_project_uses_stays_the_projects(tmp_path: Path) -> None:
     assert "py3.11 " in done.stdout and "compatmatrix cell py3.11" not in done.stdout
     shown = tox(root, "config", "-e", "compat-matrix", "-k", "depends")
     assert "depends = py3.12\n" in shown.stdout
+
+
+@pytest.mark.parametrize("config", ["tox.toml", "tox.ini"])
+def test_what_init_writes_or_prints_gives_tox_the_cells(tmp_path: Path, config: str) -> None:
+    """compatmatrix init's tox.toml, and its lines added to a tox.ini: their requires are
+    met here (no provisioning), and tox lists the cells."""
+    requirement = f"compatmatrix=={importlib.metadata.version('compatmatrix')}"
+    text = (render_tox_toml(requirement, "matrix.yaml") if config == "tox.toml" else
+            "[tox]\n" + render_tox_keys("ini", requirement, "matrix.yaml"))
+    root = make_project(tmp_path, {config: text})
+    done = tox(root, "-l")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split() == ["py3.11", "py3.12", *OWN]
+    assert not (root / ".tox" / ".tox").exists()  # nothing provisioned
 
 
 # -- mistakes ----------------------------------------------------------------------------
