@@ -21,14 +21,9 @@ from typing import Any
 import pytest
 
 from compatmatrix.init.render import render_tox_keys, render_tox_toml
+from tests.tox.conftest import require_tox
 
-pytest.importorskip("tox", reason="tox 4 needs Python >= 3.11")
-
-pytestmark = pytest.mark.skipif(
-    not any(ep.value == "compatmatrix.tox.plugin"
-            for ep in importlib.metadata.entry_points(group="tox")),
-    reason="compatmatrix is not installed, so tox cannot find its plugin "
-           "(pip install -e '.[test]')")
+require_tox(plugin=True)
 
 OWN = ["compat-matrix", "compat-report", "compat-gate", "compat-ci"]
 PYPROJECT = """\

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from compatmatrix.model.project import tomllib
+from tests.tox.conftest import require_tox
 
-pytest.importorskip("tox", reason="tox 4 needs Python >= 3.11")
+require_tox()
 
 ROOT = Path(__file__).resolve().parents[2]
 
