@@ -150,17 +150,20 @@ def test_without_a_matrix_the_plugin_defines_nothing(tmp_path: Path) -> None:
     assert done.stdout.split() == ["lint"]
 
 
-def test_a_cell_id_the_project_uses_stays_the_projects(tmp_path: Path) -> None:
+def test_a_name_the_project_uses_stays_the_projects(tmp_path: Path) -> None:
     root = make_project(tmp_path, {"tox.ini": "[tox]\nenv_list = py3.11\n"
                                               "compatmatrix_matrix = matrix.yaml\n"
-                                              + LINT_INI.replace("lint", "py3.11")})
+                                              + LINT_INI.replace("lint", "py3.11")
+                                              + "\n[testenv:compat-ci]\ndescription = mine\n"})
     done = tox(root, "l")
     assert done.returncode == 0, done.stderr
-    assert "py3.11 is an environment of tox.ini already, so it is not the cell's" in (
-        done.stdout + done.stderr)
+    said = done.stdout + done.stderr
+    assert "py3.11 is an environment of tox.ini already, so it is not the cell's" in said
+    assert "compat-ci is an environment of tox.ini already, so it is not compatmatrix's" in said
     listed = [line.split()[0] for line in done.stdout.splitlines() if " -> " in line]
-    assert listed == ["py3.11", "py3.12", *OWN]
+    assert listed == ["py3.11", "compat-ci", "py3.12", *OWN[:-1]]  # the project's first
     assert "py3.11 " in done.stdout and "compatmatrix cell py3.11" not in done.stdout
+    assert "compat-ci     -> mine" in done.stdout
     shown = tox(root, "config", "-e", "compat-matrix", "-k", "depends")
     assert "depends = py3.12\n" in shown.stdout
 

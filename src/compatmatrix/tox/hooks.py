@@ -102,12 +102,13 @@ def tox_add_core_config(core_conf: ConfigSet, state: State) -> None:
     except CompatError as error:  # as the command line reports it: exit 2, no traceback
         print(f"compatmatrix: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
-    theirs = _project_envs(state.conf, core_conf)
-    for name in sorted(theirs & {cell.id for cell in cells}):
-        # the project's own environment of that name stays its own
-        _LOG.warning("compatmatrix: %s is an environment of %s already, so it is not the "
-                     "cell's; run the cell with: compatmatrix run --cell %s",
-                     name, state.conf.src_path.name, name)
+    theirs = _project_envs(state.conf, core_conf) & {s.name for s in env_specs(path, cells)}
+    for name in sorted(theirs):  # the project's own environment of that name stays its own
+        is_cell = any(cell.id == name for cell in cells)
+        _LOG.warning("compatmatrix: %s is an environment of %s already, so it is not %s", name,
+                     state.conf.src_path.name,
+                     f"the cell's; run the cell with: compatmatrix run --cell {name}" if is_cell
+                     else "compatmatrix's")
     for spec in env_specs(path, cells, leave_out=theirs):
         state.conf.memory_seed_loaders[spec.name].append(_seed(spec, state, root))
         _DEFINED.names.append(spec.name)
