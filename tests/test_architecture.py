@@ -20,6 +20,8 @@ ALLOWED = {
     "ci": {"ci", "model", "host"},
     "doctor": {"doctor", "model", "host", "binary"},
     "init": {"init", "model", "host"},
+    # the tox plugin: a front end, like the command line
+    "tox": {"tox", "model", "host", "run", "report", "ci", "init"},
 }
 TOP_HELPERS = {"compatmatrix", "compatmatrix.errors", "compatmatrix._text"}
 

@@ -23,6 +23,7 @@ from compatmatrix.ci.pipelines import (
 from compatmatrix.errors import CompatError, UsageError
 from compatmatrix.host.interpreters import InterpreterFinder
 from compatmatrix.host.safeio import dumps_strict
+from compatmatrix.model.config import default_matrix
 from compatmatrix.model.outcomes import Stage
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.project import read_project
@@ -45,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "matrix", False) is None:  # --matrix not given: what the project says
+            args.matrix = default_matrix(Path("."))
         result: int = args.handler(args)
         return result
     except CompatError as error:
@@ -196,11 +199,17 @@ def _parser() -> argparse.ArgumentParser:
                     "root: the Pythons installed here that requires-python admits, the newest "
                     "torch the project admits and the one installed here, a CUDA variant when "
                     "there are CUDA sources, one suite per test folder. An existing file is "
-                    "never overwritten: what would have been written is printed instead. Exit "
-                    "0 when a file was written or none needed writing, 1 when every file it "
-                    "would write already exists, 2 when the project cannot be read.")
+                    "never overwritten: what would have been written is printed instead. A "
+                    "project that uses tox (tox.ini, setup.cfg [tox:tox], [tool.tox], "
+                    "tox.toml) gets the lines that give tox one environment per cell, to add "
+                    "to that file (never edited). Exit 0 when a file was written or none "
+                    "needed writing, 1 when every file it would write already exists (or only "
+                    "lines to add are left), 2 when the project cannot be read.")
     init.add_argument("--path", type=Path, default=Path("."), metavar="DIR",
                       help="the project's root folder (default: the current directory)")
+    init.add_argument("--tox", action="store_true",
+                      help="also write a tox.toml when the project has no tox configuration "
+                           "(with one, init prints the lines to add to it)")
     init.set_defaults(handler=_cmd_init)
     return parser
 
@@ -216,7 +225,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from compatmatrix.init import run_init  # imported on use: no other command needs it
 
-    return run_init(args.path, env=os.environ)
+    return run_init(args.path, env=os.environ, tox=args.tox)
 
 
 def _add_workdir_option(parser: argparse.ArgumentParser) -> None:
@@ -336,8 +345,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _add_matrix_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--matrix", type=Path, default=Path("matrix.yaml"), metavar="FILE",
-                        help="the matrix file (default: ./matrix.yaml)")
+    parser.add_argument("--matrix", type=Path, default=None, metavar="FILE",
+                        help="the matrix file (default: [tool.compatmatrix] matrix in "
+                             "./pyproject.toml, else ./matrix.yaml)")
 
 
 def _finder(matrix: Matrix) -> InterpreterFinder:

@@ -5,6 +5,9 @@ Usage in a noxfile::
     import compatmatrix.noxsupport as cm
     cm.register_cell_sessions("matrix.yaml")
 
+or ``cm.register_cell_sessions()``: the file ``[tool.compatmatrix] matrix`` in pyproject.toml
+names, else ``matrix.yaml``.
+
 Each cell becomes a session named by its cell id (``nox -s py3.11-torch2.13.0-cpu``); it runs
 the same code as ``compatmatrix run --cell``. Cell sessions manage their own environments
 (``python=False``): the interpreter of each cell is found by compatmatrix, not by nox.
@@ -22,16 +25,21 @@ import nox
 
 from compatmatrix.cli import main
 from compatmatrix.errors import CompatError
+from compatmatrix.model.config import default_matrix
 from compatmatrix.model.plan import plan_cells
 from compatmatrix.model.spec import Matrix, load_matrix
 
 __all__ = ["register_cell_sessions"]
 
 
-def register_cell_sessions(matrix_file: str | os.PathLike[str] = "matrix.yaml") -> Matrix:
-    """One session per cell (named by its id), and ``matrix``, ``report``, ``gate``, ``ci``."""
-    path = Path(matrix_file).resolve()
+def register_cell_sessions(matrix_file: str | os.PathLike[str] | None = None) -> Matrix:
+    """One session per cell (named by its id), and ``matrix``, ``report``, ``gate``, ``ci``.
+
+    ``matrix_file`` defaults to what ``[tool.compatmatrix] matrix`` in ./pyproject.toml names
+    (nox runs in the noxfile's folder), else ``matrix.yaml``."""
     try:
+        path = (default_matrix(Path(".")) if matrix_file is None else Path(matrix_file))
+        path = path.resolve()
         matrix = load_matrix(path)
     except CompatError as error:  # a person's mistake: the message, never a traceback
         print(f"compatmatrix: {error}", file=sys.stderr)

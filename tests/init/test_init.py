@@ -85,10 +85,11 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 
 def init(root: Path, index: TorchIndex, pythons: Iterable[str],
-         torch_here: str | None = None, uv: tuple[str, ...] | None = None) -> tuple[int, str]:
+         torch_here: str | None = None, uv: tuple[str, ...] | None = None,
+         tox: bool = False) -> tuple[int, str]:
     out = io.StringIO()
     code = run_init(root, env={"PATH": ""}, finder=finder(*pythons), index=index, uv=uv,
-                    torch_here=lambda: torch_here, install=INSTALL, out=out)
+                    torch_here=lambda: torch_here, install=INSTALL, out=out, tox=tox)
     return code, out.getvalue()
 
 
@@ -592,6 +593,83 @@ def test_noxfile_has_a_pep723_block_and_registers_the_sessions(tmp_path: Path,
     assert code == ["import compatmatrix.noxsupport as cm",
                     'cm.register_cell_sessions("matrix.yaml")']
     ast.parse(text)
+
+
+# -- tox ---------------------------------------------------------------------------------
+
+TOX_REQUIRES = '["tox>=4.29", "compatmatrix[tox]==0.1.0"]'
+
+
+def test_a_project_without_tox_gets_no_tox_file_unless_asked(tmp_path: Path,
+                                                             index: TorchIndex) -> None:
+    root = write(tmp_path, PURE)
+    code, out = init(root, index, ["3.13"])
+    assert code == 0 and not (root / "tox.toml").exists()
+    assert "tox l" not in out and "tox.toml" not in out
+
+    code, out = init(root, index, ["3.13"], tox=True)
+    assert code == 0
+    assert "wrote tox.toml" in out and "  tox l " in out and "  tox -e compat-matrix " in out
+    text = (root / "tox.toml").read_text()
+    assert tomllib.loads(text) == {"requires": ["tox>=4.29", "compatmatrix[tox]==0.1.0"],
+                                   "compatmatrix_matrix": "matrix.yaml"}
+    assert all(len(line) <= 100 for line in text.splitlines())
+    code, out = init(root, index, ["3.13"], tox=True)
+    assert code == 0 and "tox.toml already points tox at the matrix" in out
+
+
+@pytest.mark.parametrize(("files", "where", "lines"), [
+    ({"tox.ini": "[tox]\nenv_list = py\n"}, "tox.ini is this project's tox configuration; "
+     "not edited. Add these lines to its [tox] section",
+     ["requires =", "    tox>=4.29", "    compatmatrix[tox]==0.1.0",
+      "compatmatrix_matrix = matrix.yaml"]),
+    ({"setup.cfg": "[metadata]\nname = x\n\n[tox:tox]\nenv_list = py\n"},
+     "to its [tox:tox] section", ["compatmatrix_matrix = matrix.yaml"]),
+    ({"pyproject.toml": PURE["pyproject.toml"] + "\n[tool.tox]\nenv_list = ['py']\n"},
+     "to its [tool.tox] section",
+     [f"requires = {TOX_REQUIRES}", 'compatmatrix_matrix = "matrix.yaml"']),
+    ({"pyproject.toml": PURE["pyproject.toml"] + "\n[tool.tox]\nlegacy_tox_ini = \"\"\"\n"
+      "[tox]\nenv_list = py\n\"\"\"\n"},
+     "to its [tox] of [tool.tox] legacy_tox_ini section", ["compatmatrix_matrix = matrix.yaml"]),
+    ({"tox.toml": 'env_list = ["py"]\n'}, "tox.toml is this project's tox configuration; not "
+     "edited. Add these lines at its top, before any table",
+     [f"requires = {TOX_REQUIRES}", 'compatmatrix_matrix = "matrix.yaml"']),
+])
+def test_a_projects_tox_configuration_is_never_edited(
+        tmp_path: Path, index: TorchIndex, files: dict[str, str], where: str,
+        lines: list[str]) -> None:
+    root = write(tmp_path, {**PURE, **files})
+    before = {name: (root / name).read_bytes() for name in files}
+    code, out = init(root, index, ["3.13"], tox=True)
+    assert code == 0, out  # matrix.yaml and noxfile.py written
+    assert {name: (root / name).read_bytes() for name in files} == before
+    assert where in out
+    for line in lines:
+        assert f"\n    {line}\n" in out, out
+    if "tox.toml" not in files:  # tox reads the other file first: a tox.toml would be ignored
+        assert not (root / "tox.toml").exists()
+        name = next(iter(files))
+        assert f"(a tox.toml beside it would not be read: tox reads {name} first)" in out
+    assert "  tox l " in out
+    # nothing left to write, only lines to add: exit 1, as for files that differ
+    code, out = init(root, index, ["3.13"], tox=True)
+    assert code == 1 and where in out
+
+
+@pytest.mark.parametrize("files", [
+    {"tox.ini": "[tox]\ncompatmatrix_matrix = ci/matrix.yaml\n"},
+    {"tox.toml": 'compatmatrix_matrix = "matrix.yaml"\n'},
+    {"tox.ini": "[tox]\n", "pyproject.toml": PURE["pyproject.toml"]
+     + '\n[tool.compatmatrix]\nmatrix = "matrix.yaml"\n'},
+])
+def test_a_tox_configuration_that_names_a_matrix_already(
+        tmp_path: Path, index: TorchIndex, files: dict[str, str]) -> None:
+    root = write(tmp_path, {**PURE, **files})
+    code, out = init(root, index, ["3.13"])
+    assert code == 0
+    assert f"{'tox.ini' if 'tox.ini' in files else 'tox.toml'} already points tox at the " \
+           "matrix" in out
+    assert "Add these lines" not in out
 
 
 # -- how compatmatrix itself was installed -----------------------------------------------

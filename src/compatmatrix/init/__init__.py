@@ -1,9 +1,12 @@
-"""``compatmatrix init``: a commented matrix.yaml and a noxfile for the project in a folder.
+"""``compatmatrix init``: a commented matrix.yaml and a noxfile for the project in a folder,
+and compatmatrix's tox environments where the project uses tox.
 
 It reads the project without building or importing anything (:mod:`.inspect`), picks the
 axis values from this machine and the package index (:mod:`.versions`), renders the files
 (:mod:`.render`) and writes those that do not exist yet: it never overwrites a file, it
-prints what it would have written instead.
+prints what it would have written instead. A project's tox configuration
+(:mod:`.toxconfig`) is never edited either: init prints the lines that point it at the
+matrix; a tox.toml is written only where there is no tox configuration (``--tox``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ from compatmatrix.init.render import (
     Variant,
     render_matrix,
     render_noxfile,
+    render_tox_keys,
+    render_tox_toml,
 )
+from compatmatrix.init.toxconfig import TOX_TOML, ToxConfig, tox_config
 from compatmatrix.init.versions import (
     CudaBuild,
     TorchAnswers,
@@ -62,6 +68,11 @@ NEXT_STEPS = (
     ("nox -s matrix", "run every cell in parallel, then write reports/"),
     ("nox -s gate", "the release gate over the results"),
 )
+TOX_MARKER = "compatmatrix_matrix"  # a tox configuration that says this has the environments
+TOX_STEPS = (
+    ("tox l", "one environment per cell, plus compat-matrix, -report, -gate and -ci"),
+    ("tox -e compat-matrix", "or with tox: every cell in parallel, then reports/"),
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,12 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
              finder: InterpreterFinder | None = None, index: TorchIndex | None = None,
              uv: Sequence[str] | None = None,
              torch_here: Callable[[], str | None] = installed_torch,
-             install: InstallRequirement | None = None, out: TextIO | None = None) -> int:
+             install: InstallRequirement | None = None, out: TextIO | None = None,
+             tox: bool = False) -> int:
     """Write matrix.yaml and noxfile.py into the project at ``path`` where they are missing.
+
+    Where the project has a tox configuration that does not name the matrix yet, print the
+    lines that do (to add by hand); where it has none and ``tox`` is true, write a tox.toml.
 
     Returns 0 when a file was written or none needed writing, 1 when every file it would
     write exists with other contents (printed instead). The keyword arguments replace what
@@ -92,8 +107,11 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
                       uv, torch_here(), requirement)
     matrix_text = render_matrix(decided.draft)
     cells = _check(matrix_text, facts.root)
-    files = ((MATRIX, matrix_text, None), (NOXFILE, render_noxfile(requirement.requirement),
-                                           NOX_MARKER))
+    files = [(MATRIX, matrix_text, None), (NOXFILE, render_noxfile(requirement.requirement),
+                                           NOX_MARKER)]
+    tox_here = tox_config(facts.root)
+    if tox_here is None and tox:
+        files.append((TOX_TOML, render_tox_toml(requirement.requirement, MATRIX), TOX_MARKER))
 
     def say(line: str = "") -> None:
         print(line, file=stream)
@@ -112,7 +130,9 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
             say(f"wrote {name}" + (f": {cells} cells" if name == MATRIX else ""))
         elif status == "present":
             say(f"{name} exists and already " + ("matches" if marker is None else
-                                                 "registers compatmatrix's sessions"))
+                                                 "registers compatmatrix's sessions"
+                                                 if marker == NOX_MARKER else
+                                                 "names the matrix"))
         else:
             kept += 1
             what = ("not overwritten. compatmatrix init would have written:" if marker is None
@@ -123,6 +143,8 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
             say()
             say(textwrap.indent(text, "    ").rstrip("\n"))
             say()
+    if tox_here is not None and _tox_lines(tox_here, requirement.requirement, say):
+        kept += 1
     for note in (*decided.notes, requirement.note):
         if note:
             say("\n".join(textwrap.wrap("note: " + note, 100, subsequent_indent="  ",
@@ -130,6 +152,8 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
     say()
     say("next:")
     steps = list(NEXT_STEPS)
+    if tox_here is not None or tox:
+        steps += TOX_STEPS
     if facts.root.resolve() != Path.cwd().resolve():
         steps.insert(0, (f"cd {shlex.quote(_shown(path))}",
                          "the commands below run in the project root"))
@@ -137,6 +161,25 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
     for command, why in steps:
         say(f"  {command.ljust(command_width)}   # {why}")
     return 1 if kept and not wrote else 0
+
+
+def _tox_lines(config: ToxConfig, requirement: str, say: Callable[[str], None]) -> bool:
+    """Say what points the project's tox configuration at the matrix, which init never
+    edits; True when the person has lines to add."""
+    if config.points:
+        say(f"{config.file} already points tox at the matrix")
+        return False
+    where = (f"to its {config.section} section" if config.section
+             else "at its top, before any table")
+    say(f"{config.file} is this project's tox configuration; not edited. Add these lines "
+        f"{where} (merge requires with yours):")
+    say("")
+    say(textwrap.indent(render_tox_keys(config.syntax, requirement, MATRIX), "    ")
+        .rstrip("\n"))
+    say("")
+    if config.file != TOX_TOML:
+        say(f"(a {TOX_TOML} beside it would not be read: tox reads {config.file} first)")
+    return True
 
 
 def _shown(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The text of the files ``compatmatrix init`` writes: a commented matrix.yaml and a noxfile.
+"""The text of the files ``compatmatrix init`` writes: a commented matrix.yaml, a noxfile and
+a tox.toml (or the lines to add to a project's own tox configuration).
 
 Pure: a :class:`Draft` (what init decided, and why) in, text out. Every key gets a short
 comment, inline when it fits in 100 columns, else on the line above.
@@ -12,6 +13,8 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from compatmatrix import __version__
 
 __all__ = [
@@ -22,9 +25,13 @@ __all__ = [
     "Variant",
     "render_matrix",
     "render_noxfile",
+    "render_tox_keys",
+    "render_tox_toml",
+    "tox_requirement",
 ]
 
 NOX_REQUIREMENT = "nox>=2025.2.9"
+TOX_REQUIREMENT = "tox>=4.29"  # tox_extend_envs
 WIDTH = 100
 COMMENT_COLUMN = 32
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
@@ -152,6 +159,39 @@ def render_noxfile(requirement: str) -> str:
         "\n"
         'cm.register_cell_sessions("matrix.yaml")\n'
     )
+
+
+def tox_requirement(requirement: str) -> str:
+    """compatmatrix's requirement with the ``tox`` extra (the plugin's tox)."""
+    try:
+        parsed = Requirement(requirement)
+    except InvalidRequirement:
+        return requirement
+    parsed.extras.add("tox")
+    return str(parsed)
+
+
+def render_tox_keys(syntax: str, requirement: str, matrix: str) -> str:
+    """The two keys of tox's core configuration that give a project compatmatrix's
+    environments, in ``syntax`` ("ini" or "toml"): ``requires`` (tox installs them into
+    .tox/.tox and runs itself from there when the running tox lacks them) and
+    ``compatmatrix_matrix``."""
+    requires = (TOX_REQUIREMENT, tox_requirement(requirement))
+    if syntax == "ini":
+        return ("requires =\n" + "".join(f"    {r}\n" for r in requires)
+                + f"compatmatrix_matrix = {matrix}\n")
+    return (f"requires = [{', '.join(json.dumps(r) for r in requires)}]\n"
+            f"compatmatrix_matrix = {json.dumps(matrix)}\n")
+
+
+def render_tox_toml(requirement: str, matrix: str) -> str:
+    """A tox.toml that gives tox one environment per cell of ``matrix``, plus compat-matrix,
+    compat-report, compat-gate and compat-ci."""
+    about = (f"compatmatrix's tox environments: `tox l` lists one per cell of {matrix}, plus "
+             "compat-matrix (every cell, then the report), compat-report, compat-gate and "
+             "compat-ci. tox installs what `requires` names into .tox/ when the tox running "
+             "it lacks it. Written by `compatmatrix init`; add your own environments below.")
+    return "\n".join(_comment(about, "")) + "\n" + render_tox_keys("toml", requirement, matrix)
 
 
 def _cell(entry: Sequence[tuple[str, str]]) -> str:

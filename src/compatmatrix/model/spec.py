@@ -209,7 +209,8 @@ def load_matrix(path: Path) -> Matrix:
     """
     if not os.path.lexists(path):
         raise SpecError(Location(path, 1, 1), "matrix file not found",
-                        "pass --matrix FILE or run from the folder that holds matrix.yaml")
+                        "pass --matrix FILE, run from the folder that holds matrix.yaml, or "
+                        "name the file in pyproject.toml: [tool.compatmatrix] matrix = \"...\"")
     return parse_matrix(_yaml.read_text(path), path)
 
 

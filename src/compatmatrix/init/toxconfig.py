@@ -1,0 +1,77 @@
+"""Which tox configuration a project has, as tox itself finds it, and whether it already
+points tox at a matrix (for ``compatmatrix init``, which never edits it).
+
+tox reads the first of: tox.ini, setup.cfg with ``[tox:tox]``, pyproject.toml with
+``[tool.tox]`` (native, or its ``legacy_tox_ini`` string), tox.toml. A tox.toml beside any of
+the others is never read, so the lines to add go into the file tox reads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from compatmatrix.model.config import configured_matrix
+from compatmatrix.model.project import tomllib
+
+__all__ = ["TOX_TOML", "ToxConfig", "tox_config"]
+
+TOX_TOML = "tox.toml"
+_KEY = re.compile(r"^\s*compatmatrix_matrix\s*=", re.MULTILINE)
+_SETUP_CFG_SECTION = re.compile(r"^\s*\[\s*tox:tox\s*\]", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ToxConfig:
+    """The file tox reads, its syntax and where compatmatrix's keys go in it."""
+
+    file: str  # tox.ini, setup.cfg, pyproject.toml or tox.toml
+    syntax: str  # "ini" or "toml"
+    section: str  # the table or section the keys belong in; "" for tox.toml's top level
+    points: bool  # it (or [tool.compatmatrix]) already names the matrix
+
+
+def tox_config(root: Path) -> ToxConfig | None:
+    """The tox configuration of the project in ``root``, or None when it has none."""
+    found = _found(root)
+    if found is None:
+        return None
+    file, syntax, section, text = found
+    points = bool(_KEY.search(text)) or configured_matrix(root) is not None
+    return ToxConfig(file, syntax, section, points)
+
+
+def _found(root: Path) -> tuple[str, str, str, str] | None:
+    ini = _text(root / "tox.ini")
+    if ini is not None:
+        return "tox.ini", "ini", "[tox]", ini
+    cfg = _text(root / "setup.cfg")
+    if cfg is not None and _SETUP_CFG_SECTION.search(cfg):
+        return "setup.cfg", "ini", "[tox:tox]", cfg
+    pyproject = _text(root / "pyproject.toml")
+    if pyproject is not None:
+        try:
+            data = tomllib.loads(pyproject)
+        except tomllib.TOMLDecodeError:
+            data = {}  # not tox's to read either
+        tool = data.get("tool")
+        tox = tool.get("tox") if isinstance(tool, dict) else None
+        if isinstance(tox, dict):
+            legacy = tox.get("legacy_tox_ini")
+            if isinstance(legacy, str):
+                return "pyproject.toml", "ini", "[tox] of [tool.tox] legacy_tox_ini", legacy
+            return "pyproject.toml", "toml", "[tool.tox]", pyproject
+    toml = _text(root / TOX_TOML)
+    if toml is not None:
+        return TOX_TOML, "toml", "", toml
+    return None
+
+
+def _text(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""  # there, but unreadable: tox would stop at it
