@@ -202,14 +202,17 @@ def _parser() -> argparse.ArgumentParser:
                     "never overwritten: what would have been written is printed instead. A "
                     "project that uses tox (tox.ini, setup.cfg [tox:tox], [tool.tox], "
                     "tox.toml) gets the lines that give tox one environment per cell, to add "
-                    "to that file (never edited). Exit 0 when a file was written or none "
+                    "to that file (never edited); one that uses tox without a configuration "
+                    "(tox in its development requirements or CI files) gets a tox.toml. Exit 0 "
+                    "when a file was written or none "
                     "needed writing, 1 when every file it would write already exists (or only "
                     "lines to add are left), 2 when the project cannot be read.")
     init.add_argument("--path", type=Path, default=Path("."), metavar="DIR",
                       help="the project's root folder (default: the current directory)")
     init.add_argument("--tox", action="store_true",
                       help="also write a tox.toml when the project has no tox configuration "
-                           "(with one, init prints the lines to add to it)")
+                           "and shows no use of tox (with one, init prints the lines to add "
+                           "to it)")
     init.set_defaults(handler=_cmd_init)
     return parser
 

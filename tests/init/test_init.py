@@ -618,6 +618,38 @@ def test_a_project_without_tox_gets_no_tox_file_unless_asked(tmp_path: Path,
     assert code == 0 and "tox.toml already points tox at the matrix" in out
 
 
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"pyproject.toml": PURE["pyproject.toml"]
+      + '\n[dependency-groups]\ndev = ["tox>=4", "ruff"]\n'},
+     "pyproject.toml [dependency-groups] dev"),
+    ({"requirements-dev.txt": "pytest\ntox==4.30.0  # the test runner\n"},
+     "requirements-dev.txt"),
+    ({".github/workflows/ci.yml": "jobs:\n  t:\n    steps:\n      - run: python -m tox -e py\n"},
+     ".github/workflows/ci.yml"),
+])
+def test_a_project_using_tox_without_a_configuration_gets_a_tox_toml(
+        tmp_path: Path, index: TorchIndex, extra: dict[str, str], says: str) -> None:
+    root = write(tmp_path, {**PURE, **extra})
+    code, out = init(root, index, ["3.13"])
+    assert code == 0
+    assert f"wrote tox.toml (this project uses tox, says {says}, and has no tox " \
+           "configuration)" in out
+    assert tomllib.loads((root / "tox.toml").read_text())["compatmatrix_matrix"] == "matrix.yaml"
+    assert "  tox -e compat-matrix " in out
+
+
+@pytest.mark.parametrize("extra", [
+    {"requirements-dev.txt": "tox-uv\npytox\n"},
+    {".github/workflows/ci.yml": "jobs:\n  t:\n    steps:\n      - run: nox -s toxic\n"},
+    {"pyproject.toml": PURE["pyproject.toml"] + '\n[dependency-groups]\ndev = ["tox-gh"]\n'},
+])
+def test_what_only_looks_like_tox_writes_no_tox_toml(tmp_path: Path, index: TorchIndex,
+                                                     extra: dict[str, str]) -> None:
+    root = write(tmp_path, {**PURE, **extra})
+    code, out = init(root, index, ["3.13"])
+    assert code == 0 and not (root / "tox.toml").exists() and "tox l" not in out
+
+
 @pytest.mark.parametrize(("files", "where", "lines"), [
     ({"tox.ini": "[tox]\nenv_list = py\n"}, "tox.ini is this project's tox configuration; "
      "not edited. Add these lines to its [tox] section",

@@ -40,7 +40,7 @@ from compatmatrix.init.render import (
     render_tox_keys,
     render_tox_toml,
 )
-from compatmatrix.init.toxconfig import TOX_TOML, ToxConfig, tox_config
+from compatmatrix.init.toxconfig import TOX_TOML, ToxConfig, tox_config, tox_used_by
 from compatmatrix.init.versions import (
     CudaBuild,
     TorchAnswers,
@@ -93,7 +93,9 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
     """Write matrix.yaml and noxfile.py into the project at ``path`` where they are missing.
 
     Where the project has a tox configuration that does not name the matrix yet, print the
-    lines that do (to add by hand); where it has none and ``tox`` is true, write a tox.toml.
+    lines that do (to add by hand); where it has none, write a tox.toml when the project
+    uses tox all the same (tox among its development requirements, a tox command in its CI
+    files: :func:`tox_used_by`) or ``tox`` is true.
 
     Returns 0 when a file was written or none needed writing, 1 when every file it would
     write exists with other contents (printed instead). The keyword arguments replace what
@@ -110,7 +112,8 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
     files = [(MATRIX, matrix_text, None), (NOXFILE, render_noxfile(requirement.requirement),
                                            NOX_MARKER)]
     tox_here = tox_config(facts.root)
-    if tox_here is None and tox:
+    tox_use = None if tox_here is not None else tox_used_by(facts.root)
+    if tox_here is None and (tox or tox_use is not None):
         files.append((TOX_TOML, render_tox_toml(requirement.requirement, MATRIX), TOX_MARKER))
 
     def say(line: str = "") -> None:
@@ -127,7 +130,10 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
         status = _write(target, text, marker)
         if status == "written":
             wrote += 1
-            say(f"wrote {name}" + (f": {cells} cells" if name == MATRIX else ""))
+            why = (f": {cells} cells" if name == MATRIX else
+                   f" (this project uses tox, says {tox_use}, and has no tox configuration)"
+                   if name == TOX_TOML and tox_use is not None else "")
+            say(f"wrote {name}{why}")
         elif status == "present":
             say(f"{name} exists and already " + ("matches" if marker is None else
                                                  "registers compatmatrix's sessions"
@@ -152,7 +158,7 @@ def run_init(path: Path, *, env: Mapping[str, str] | None = None,
     say()
     say("next:")
     steps = list(NEXT_STEPS)
-    if tox_here is not None or tox:
+    if tox_here is not None or tox or tox_use is not None:
         steps += TOX_STEPS
     if facts.root.resolve() != Path.cwd().resolve():
         steps.insert(0, (f"cd {shlex.quote(_shown(path))}",

@@ -15,7 +15,7 @@ from pathlib import Path
 from compatmatrix.model.config import configured_matrix
 from compatmatrix.model.project import tomllib
 
-__all__ = ["TOX_TOML", "ToxConfig", "tox_config"]
+__all__ = ["TOX_TOML", "ToxConfig", "tox_config", "tox_used_by"]
 
 TOX_TOML = "tox.toml"
 _KEY = re.compile(r"^\s*compatmatrix_matrix\s*=", re.MULTILINE)
@@ -75,3 +75,50 @@ def _text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return ""  # there, but unreadable: tox would stop at it
+
+
+_TOX_COMMAND = re.compile(r"(?:^|[\s\"'`;&|(])(?:python[\d.]* -m )?(?:tox|uvx tox|pipx run tox)"
+                          r"(?= |$|\")", re.MULTILINE)
+_CI_FILES = (".github/workflows/*.yml", ".github/workflows/*.yaml", ".gitlab-ci.yml",
+             ".buildkite/*.yml", ".buildkite/*.yaml", ".circleci/config.yml", "Makefile",
+             "noxfile.py", "CONTRIBUTING.md", "CONTRIBUTING.rst")
+
+
+def tox_used_by(root: Path) -> str | None:
+    """Where a project without a tox configuration shows that it uses tox: tox among its
+    development requirements (pyproject's optional dependencies or dependency groups,
+    requirements*-dev files) or a tox command in its CI and contributor files; None when
+    nothing does. Read-only, and only the files named here."""
+    pyproject = _text(root / "pyproject.toml")
+    if pyproject:
+        try:
+            data = tomllib.loads(pyproject)
+        except tomllib.TOMLDecodeError:
+            data = {}
+        project = data.get("project")
+        groups: list[tuple[str, object]] = []
+        if isinstance(project, dict) and isinstance(project.get("optional-dependencies"), dict):
+            groups += [(f"[project.optional-dependencies] {name}", deps)
+                       for name, deps in project["optional-dependencies"].items()]
+        if isinstance(data.get("dependency-groups"), dict):
+            groups += [(f"[dependency-groups] {name}", deps)
+                       for name, deps in data["dependency-groups"].items()]
+        for where, deps in sorted(groups, key=lambda item: item[0]):
+            if isinstance(deps, list) and any(isinstance(d, str) and _is_tox(d) for d in deps):
+                return f"pyproject.toml {where}"
+    for path in sorted(root.glob("requirements*.txt")) + sorted(root.glob("requirements/*.txt")):
+        text = _text(path) or ""
+        if any(_is_tox(line) for line in text.splitlines()):
+            return str(path.relative_to(root))
+    for pattern in _CI_FILES:
+        for path in sorted(root.glob(pattern)):
+            text = _text(path) or ""
+            if _TOX_COMMAND.search(text):
+                return str(path.relative_to(root))
+    return None
+
+
+def _is_tox(requirement: str) -> bool:
+    """``requirement`` names tox itself (tox, tox>=4, tox[extra]; not tox-uv or pytox)."""
+    name = re.split(r"[\s<>=!~;\[@]", requirement.strip(), maxsplit=1)[0]
+    return name.lower() == "tox"
