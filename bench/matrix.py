@@ -102,6 +102,10 @@ class Layout:
     def ccache_bin(self) -> Path:
         return self.root / "ccache-bin"
 
+    @property
+    def cuda_home(self) -> Path:
+        return self.root / "cuda-home"
+
 
 @dataclass(frozen=True)
 class Edit:
@@ -337,6 +341,7 @@ def prepare(layout: Layout, grid: Grid, options: Options, jobs: int) -> dict[str
     ccache = shutil.which("ccache")
     if ccache:
         _masquerade(layout.ccache_bin, Path(ccache))
+    _peer_cuda_home(layout.cuda_home)
     setups = {"A": _setup_a(layout, grid, env_a, jobs)}
     template = (REPO / "bench" / "plain_noxfile.py").read_text()
     for name in options.peers:
@@ -402,6 +407,12 @@ PASS_ENV = ["CCACHE_*", "PYTORCH_NVCC", "COMPAT_KERNELS_CUDA", "CUDA_HOME", "MAX
             "TORCH_CUDA_ARCH_LIST"]
 
 
+# torch's CUDA headers include those of its nvidia-* dependencies, which sit in the venv (the
+# CUDA 13 builds keep them all in nvidia/cu13)
+CPATH_TOX = ("{env_site_packages_dir}/nvidia/cu13/include:"
+             "{env_site_packages_dir}/nvidia/cu13/include/cccl")
+
+
 def tox_env(python: str, torch: str) -> str:
     return f"py{python.replace('.', '')}-torch{torch.replace('.', '')}"
 
@@ -427,7 +438,8 @@ def write_tox(folder: Path, grid: Grid, found: Mapping[str, Path]) -> None:
                       "", f'[env.".pkg-{name}"]',
                       f"base_python = [{json.dumps(str(found[python]))}]",
                       # the build requirements (torch>=2.6) held to the cell's torch
-                      f"set_env = {{ UV_CONSTRAINT = {json.dumps(str(constraint))} }}"]
+                      f"set_env = {{ UV_CONSTRAINT = {json.dumps(str(constraint))}, "
+                      f"CPATH = {json.dumps(CPATH_TOX)} }}"]
     (kernels / "tox.toml").write_text("\n".join(lines) + "\n")
 
 
@@ -448,6 +460,8 @@ def _env_peer(layout: Layout, folder: Path, ccache: str | None, *,
     path = [str(layout.pythons), env.get("PATH", "")]
     env["TMPDIR"] = str(folder / "tmp")
     env["COMPAT_KERNELS_CUDA"] = "1"
+    if layout.cuda_home.is_dir():
+        env["CUDA_HOME"] = str(layout.cuda_home)
     nvcc = shutil.which("nvcc")
     if ccache and use_ccache:
         # the usual setup: the compilers through ccache on PATH and nvcc through it too
@@ -462,6 +476,29 @@ def _env_peer(layout: Layout, folder: Path, ccache: str | None, *,
         env["CCACHE_DISABLE"] = "1"  # torch would wrap the compilers in it by itself
     env["PATH"] = os.pathsep.join(path)
     return env
+
+
+def _peer_cuda_home(folder: Path) -> None:
+    """A CUDA_HOME for B-D laid out as a toolkit install is (made once, not measured): the
+    installed nvcc's toolkit with ``include`` holding its headers. Some toolkits (PyPI's
+    nvidia-cuda-nvcc unpacked into /usr/local, as here) keep them only under
+    ``targets/<arch>/include``, where torch's extension builder does not look. compatmatrix
+    finds them through nvcc itself; a plain setup needs the usual layout."""
+    from compatmatrix.host.toolchain import probe
+
+    found = shutil.which("nvcc")
+    if found is None:
+        return
+    nvcc = probe(Path(found), "system", os.environ)
+    if not nvcc.include_dirs:
+        return
+    include = nvcc.include_dirs[0]
+    toolkit = include.parents[2] if include.parent.parent.name == "targets" else include.parent
+    folder.mkdir()
+    for entry in sorted(toolkit.iterdir()):
+        if entry.name != "include":
+            (folder / entry.name).symlink_to(entry)
+    (folder / "include").symlink_to(include)
 
 
 def _masquerade(folder: Path, ccache: Path) -> None:

@@ -11,6 +11,9 @@ from uv's cache).
 
 from __future__ import annotations
 
+import glob
+import os
+
 import nox
 
 
@@ -20,6 +23,13 @@ def tests(session: nox.Session, torch: str) -> None:
     # setuptools and wheel: virtualenv seeds neither for Python 3.12 (and uv seeds nothing),
     # and the build below uses the venv's own build tools.
     session.install(f"torch=={torch}", "numpy", "pytest", "pytest-xdist", "setuptools", "wheel")
+    # torch's CUDA headers include those of its nvidia-* dependencies (cuBLAS, cuSPARSE,
+    # CCCL ...), which sit in the venv rather than in the toolkit
+    site = session.run("python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
+                       silent=True)
+    includes = sorted(glob.glob(os.path.join(str(site).strip(), "nvidia", "*", "include")))
+    includes += [d + "/cccl" for d in includes if os.path.isdir(d + "/cccl")]
+    session.env["CPATH"] = os.pathsep.join(includes)
     session.chdir("kernels")
     # Build against the torch installed above, not a fresh one in an isolated build env.
     session.install("--no-build-isolation", ".")

@@ -38,15 +38,19 @@ from compatmatrix.host.toolchain import (
     probe,
     pypi_requirements,
 )
-from compatmatrix.host.uv import Sources
+from compatmatrix.host.uv import Sources, uv_command
 from compatmatrix.model.plan import plan_cells
+from compatmatrix.model.project import BuildSystem
 from compatmatrix.model.spec import DEFAULT_CUDA_ARCHS, PREINSTALLED, load_matrix
+from compatmatrix.model.workdir import WorkDir
 from compatmatrix.run.projectfiles import digest_files
 from compatmatrix.stages.build import (
     BuildRequest,
+    MetadataRequest,
     _build_requirements,
     _compile_env,
     _digest,
+    prepare_metadata,
     read_torch_facts,
 )
 from compatmatrix.stages.identity import _preinstalled_problem, _version_problem
@@ -604,3 +608,38 @@ def test_a_cuda_cell_whose_setup_py_skipped_cuda_fails_at_audit_with_its_suites(
     assert record["reason"].startswith("nvcc never ran during the build")
     assert "csrc/bias_act_cuda.cu" in record["reason"]
     assert record["suites"]["unit"]["passed"] > 0  # the evidence is kept
+
+
+def test_each_python_of_a_build_key_reads_metadata_in_its_own_venv(tmp_path: Path) -> None:
+    """An abi3 key's cells have several Pythons. The second one's metadata step must not
+    recreate the venv a wheel of the key was built in: its torch libraries are what that
+    wheel's audit reads (it once said torch's libc10.so was missing, for every cell but
+    the first)."""
+    finder = InterpreterFinder(os.environ)
+    found = [finder.find(v) for v in ("3.11", "3.12")]
+    if any(f.path is None for f in found):
+        pytest.skip("needs Python 3.11 and 3.12")
+    project = tmp_path / "proj"
+    (project / "dynpkg").mkdir(parents=True)
+    (project / "dynpkg" / "__init__.py").write_text("")
+    (project / "setup.py").write_text(
+        "from setuptools import setup\nsetup(name='dynpkg', version='1.0', packages=['dynpkg'],"
+        " install_requires=['packaging'])\n")
+    files = (Path("setup.py"), Path("dynpkg/__init__.py"))
+    workdir = WorkDir(tmp_path / "work")
+    uv = uv_command(os.environ)
+    venvs = []
+    for interpreter in found:
+        assert interpreter.path is not None
+        request = MetadataRequest(
+            build_key="abi3-torch2.13.0", project=project, files=files, source_digest="s",
+            interpreter=interpreter.path,
+            build_system=BuildSystem(("setuptools>=64",), "setuptools.build_meta"),
+            torch_requirement=None, sources=Sources(None, ()))
+        result = prepare_metadata(request, workdir=workdir, uv=uv, env=os.environ,
+                                  log=tmp_path / f"{interpreter.version}.log", timeout=300)
+        assert result.meta is not None, (tmp_path / f"{interpreter.version}.log").read_text()
+        assert result.meta.requires_dist == ("packaging",)
+        venvs.append({p for p in workdir.build_dir("abi3-torch2.13.0").glob("env*")
+                      if (p / "bin" / "python").exists()})
+    assert len(venvs[0]) == 1 and venvs[0] < venvs[1] and len(venvs[1]) == 2

@@ -31,6 +31,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from compatmatrix._text import short_hash
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
 from compatmatrix.host.probe import probe
@@ -176,8 +177,9 @@ def _build(request: BuildRequest, files: list[Path], digest: str, out: Path, bui
            *, uv: Sequence[str], env: Mapping[str, str], log: Path,
            timeout: float) -> BuildResult:
     deadline = time.monotonic() + timeout
-    python = build_dir / "env" / "bin" / "python"
-    problem = _build_env(request, build_dir / "env", uv=uv, env=env, log=log, deadline=deadline)
+    venv = _env_dir(build_dir, request.interpreter)
+    python = venv / "bin" / "python"
+    problem = _build_env(request, venv, uv=uv, env=env, log=log, deadline=deadline)
     if problem is not None:
         return dataclasses.replace(problem, digest=digest)
     facts = read_torch_facts(python, log=log)
@@ -237,6 +239,13 @@ def _build_env(request: BuildRequest, venv: Path, *, uv: Sequence[str], env: Map
 
 
 _ENV_MARKER = ".compatmatrix-env.json"
+
+
+def _env_dir(build_dir: Path, interpreter: Path) -> Path:
+    """The build venv of one interpreter for a build key. An abi3 key's cells have several
+    Pythons, and each reads the metadata with its own: one venv each, so none recreates the
+    venv whose torch libraries a wheel built earlier in the run is audited against."""
+    return build_dir / f"env-{short_hash(str(interpreter))}"
 
 
 def _ensure_env(venv: Path, interpreter: Path, requirements: Sequence[str], sources: Sources,
@@ -348,7 +357,8 @@ def _prepare_metadata(request: MetadataRequest, build_dir: Path, *, uv: Sequence
     requirements = [r for r in request.build_system.requires if not _is_torch(r)]
     if request.torch_requirement is not None:
         requirements.append(request.torch_requirement)
-    failed = _ensure_env(build_dir / "env", request.interpreter, requirements, request.sources,
+    venv = _env_dir(build_dir, request.interpreter)
+    failed = _ensure_env(venv, request.interpreter, requirements, request.sources,
                          request.torch_preinstalled, uv=uv, env=env, log=log, deadline=deadline)
     if failed is not None:
         return MetadataResult(None, "could not set up the build environment to read the "
@@ -357,7 +367,7 @@ def _prepare_metadata(request: MetadataRequest, build_dir: Path, *, uv: Sequence
     out = build_dir / "metadata-out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    answer = probe(build_dir / "env" / "bin" / "python", _PREPARE_METADATA, backend,
+    answer = probe(venv / "bin" / "python", _PREPARE_METADATA, backend,
                    json.dumps(list(request.build_system.backend_path)), str(out),
                    tag="COMPATMATRIX-METADATA", log=log, cwd=src, env=env,
                    timeout=_left(deadline))
