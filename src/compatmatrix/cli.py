@@ -28,7 +28,7 @@ from compatmatrix.model.outcomes import Stage
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.project import read_project
 from compatmatrix.model.record import CellRecord, Status
-from compatmatrix.model.spec import NONE, Matrix, load_matrix
+from compatmatrix.model.spec import NONE, Matrix, load_matrix, with_release, with_wheels
 from compatmatrix.model.workdir import WorkDir, report_dir, work_dir
 from compatmatrix.report.collect import collect
 from compatmatrix.report.gate import evaluate
@@ -119,6 +119,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop every cell after resolve: 'resolvable' (the pins install "
                           "together; nothing built or tested), incompatible or unavailable; "
                           "records go to WORKDIR/pins/, reported by 'report --pins'")
+    artifact = run.add_mutually_exclusive_group()
+    artifact.add_argument("--wheels", type=Path, default=None, metavar="DIR",
+                          help="test the wheels in DIR (built elsewhere: cibuildwheel, a "
+                               "release job) instead of building: each cell tests the one "
+                               "wheel that installs on its Python and platform, admits its "
+                               "torch and names its variant; a cell with none fails at "
+                               "'select' (overrides project.wheels)")
+    artifact.add_argument("--requirement", default=None, metavar="NAME==VERSION",
+                          help="test a published release: each cell resolves it with its "
+                               "pins from the matrix's indexes and tests the wheel picked "
+                               "for it; no source needed (overrides project.requirement)")
     run.add_argument("--fail-fast", action="store_true",
                      help="start no new cell after one fails or errors")
     run.add_argument("--exit-zero", action="store_true",
@@ -401,6 +412,10 @@ def _cmd_ci(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
+    if args.wheels is not None:
+        matrix = with_wheels(matrix, args.wheels)
+    elif args.requirement is not None:
+        matrix = with_release(matrix, args.requirement)
     workdir = _workdir(args, matrix)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -484,7 +499,12 @@ def _plan_table(matrix: Matrix, cells: list[Cell], finder: InterpreterFinder) ->
     text += f"\n\n{len(cells)} cells, {builds} build keys"
     if matrix.project is None:
         text += "\nno project: a pins table (compatmatrix run --until resolve)"
-    else:
+    elif matrix.project.mode != "built":
+        text += ("\nno build: each cell tests " + (
+            f"the wheels of {', '.join(matrix.project.wheels)}"
+            if matrix.project.mode == "given" else
+            f"the published release {matrix.project.requirement}"))
+    elif matrix.project.path is not None:
         project = read_project(matrix.project.path)
         text += ("\nproject metadata: " + (
             "pyproject.toml [project]" if project.meta is not None
