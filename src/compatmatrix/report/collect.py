@@ -69,7 +69,11 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
         copies = [f for f in found.get(cell.id, []) if not _foreign(cell, f, unreadable)]
         if copies:
             chosen, conflict = _settle(copies)
-            report = _cell_report(matrix, cell, chosen, reproduce)
+            # what the run was told beyond the matrix (--wheels DIR, --requirement ...)
+            _, marker, told = chosen.record.reproduce.partition(f" --cell {cell.id} ")
+            report = _cell_report(matrix, cell, chosen,
+                                  f"{reproduce} {scrub_paths(told, chosen.record.root)}"
+                                  if marker else reproduce)
             if conflict:
                 report = replace(report, evidence=(conflict,))
             cells.append(report)
@@ -174,7 +178,8 @@ def _cell_report(matrix: Matrix, cell: Cell, found: _Found, reproduce: str) -> C
         suites=_suites(matrix, record, _junit_files(cell.id, found.root)),
         durations={k: round(v, 1) for k, v in sorted(record.durations.items())},
         wheel_reused=record.wheel_reused, built_with_torch=record.built_with_torch,
-        running_torch=record.running_torch)
+        running_torch=record.running_torch,
+        artifact=record.artifact.to_json() if record.artifact is not None else None)
 
 
 def _junit_files(cell_id: str, root: Path) -> Mapping[str, Path]:

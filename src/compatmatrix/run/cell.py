@@ -7,6 +7,7 @@ this cell only; the record is always written, atomically.
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 import traceback
@@ -148,8 +149,14 @@ def run_cell(ctx: RunContext, cell: Cell, on_stage: StageHook | None = None) -> 
 
 def _base_record(ctx: RunContext, cell: Cell) -> CellRecord:
     axes = {name: (None if value == NONE else value) for name, value in cell.axes}
+    reproduce = reproduce_command(ctx.matrix.path, cell.id)
+    project = ctx.matrix.project
+    if project is not None and project.wheels and not project.wheels_at:  # run --wheels DIR
+        reproduce += f" --wheels {shlex.quote(str(Path(project.wheels[0]).parent))}"
+    elif project is not None and project.requirement and project.requirement_at is None:
+        reproduce += f" --requirement {shlex.quote(project.requirement)}"
     return CellRecord(cell=cell.id, axes=axes, status=Status.ERROR, build_key=cell.build_key,
-                      reproduce=reproduce_command(ctx.matrix.path, cell.id),
+                      reproduce=reproduce,
                       root=str(ctx.repo_root))
 
 
