@@ -496,7 +496,10 @@ def _plan_table(matrix: Matrix, cells: list[Cell], finder: InterpreterFinder) ->
         rows.append([cell.id, *values, cell.build_key, finder.find(cell.python).describe()])
     text = format_table(header, rows)
     builds = len({cell.build_key for cell in cells})
-    text += f"\n\n{len(cells)} cells, {builds} build keys"
+    if matrix.project is not None and matrix.project.mode != "built":
+        text += f"\n\n{len(cells)} cells, nothing built here"
+    else:
+        text += f"\n\n{len(cells)} cells, {builds} build keys"
     if matrix.project is None:
         text += "\nno project: a pins table (compatmatrix run --until resolve)"
     elif matrix.project.mode != "built":
