@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -72,7 +73,7 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
             # what the run was told beyond the matrix (--wheels DIR, --requirement ...)
             _, marker, told = chosen.record.reproduce.partition(f" --cell {cell.id} ")
             report = _cell_report(matrix, cell, chosen,
-                                  f"{reproduce} {scrub_paths(told, chosen.record.root)}"
+                                  f"{reproduce} {_told(told, chosen.record.root)}"
                                   if marker else reproduce)
             if conflict:
                 report = replace(report, evidence=(conflict,))
@@ -242,6 +243,18 @@ def _count_problems(status: str, collected: int, evidence: JUnitEvidence) -> tup
                         f"failed and {evidence.errors} errors")
     return tuple(problems)
 
+
+
+def _told(args: str, root: str) -> str:
+    """A run's options beyond the matrix (``--wheels DIR``) with no path of that machine: a
+    folder outside the repository is named by its last part (CI downloads the wheels into
+    a folder of that name in the checkout)."""
+    try:
+        words = shlex.split(scrub_paths(args, root))
+    except ValueError:
+        return ""
+    return " ".join(shlex.quote(Path(w).name if w.startswith(("/", "~")) else w)
+                    for w in words)
 
 
 def scrub_paths(text: str, root: str) -> str:

@@ -94,13 +94,15 @@ def find_given_wheels(matrix: Matrix) -> tuple[tuple[GivenWheel, ...], str]:
 
 def _where(matrix: Matrix) -> str:
     """The wheels' folder (or globs) for messages, relative to matrix.yaml where it is under
-    it: a record read on another machine names no path of this one."""
+    it, else by its name: a report read on another machine names no path of this one."""
     assert matrix.project is not None
     shown = []
     for pattern in matrix.project.wheels:
         path = Path(pattern)
-        if path.is_absolute() and path.is_relative_to(matrix.root.resolve()):
-            path = path.relative_to(matrix.root.resolve())
+        if path.is_absolute():
+            path = (path.relative_to(matrix.root.resolve())
+                    if path.is_relative_to(matrix.root.resolve())
+                    else Path(path.parent.name) / path.name)
         text = str(path)
         shown.append(text[:-len("/*.whl")] + "/" if text.endswith("/*.whl") else text)
     return ", ".join(shown)
