@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--part", type=_part, default=None, metavar="I/N",
                       help="with --github-matrix: the I-th of N slices, for matrices beyond "
                            f"GitHub's {GITHUB_MATRIX_LIMIT} jobs per matrix")
+    plan.add_argument("--wheels-artifact", default=None, metavar="NAME",
+                      help="with --buildkite: the cells download NAME/*.whl (the build "
+                           "step's artifacts) and test those wheels (run --wheels); report "
+                           "and gate follow, nothing is published")
     plan.set_defaults(handler=_cmd_plan)
 
     ci = commands.add_parser(
@@ -96,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     ci.add_argument("--default-branch", default="main", metavar="BRANCH",
                     help="the branch whose pushes run the matrix and publish the report "
                          "(default: main)")
+    ci.add_argument("--wheels-artifact", default=None, metavar="NAME",
+                    help="also write the release flow: .github/workflows/compat-release.yml, "
+                         "a reusable workflow (on: workflow_call) whose cells test the wheels "
+                         "of the artifact NAME (input wheels-artifact) with run --wheels, "
+                         "then report and gate; and .buildkite/release.yml, whose cells "
+                         "download NAME/*.whl from the build step")
     ci.set_defaults(handler=_cmd_ci)
 
     run = commands.add_parser(
@@ -376,11 +386,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     if args.part is not None and not args.github_matrix:
         raise UsageError("--part goes with --github-matrix")
+    if args.wheels_artifact is not None and not args.buildkite:
+        raise UsageError("--wheels-artifact goes with --buildkite")
     if args.github_matrix:
         print(github_matrix(matrix, args.part))
         return 0
     if args.buildkite:
-        print(buildkite_steps(matrix), end="")
+        print(buildkite_steps(matrix, args.wheels_artifact), end="")
         return 0
     cells = plan_cells(matrix)
     finder = _finder(matrix)
@@ -393,7 +405,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_ci(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
-    files = pipeline_files(matrix, args.default_branch)
+    files = pipeline_files(matrix, args.default_branch, args.wheels_artifact)
     if args.check:
         stale = stale_pipelines(files)
         for path in stale:
