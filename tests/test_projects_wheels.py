@@ -96,7 +96,10 @@ def test_the_given_wheel_is_what_the_cell_tests(given: Given) -> None:
     assert (given.root / ".compatmatrix" / "envs" / CELL).resolve() in module.parents
     # the wheel's own METADATA is what the cell declared and resolved
     assert ["torch<3.0.0,>=2.4.0", ""] in record["declared"]
-    assert given.first.records[VLLM_CELL]["status"] == "incompatible"
+    # decided from the given wheel's metadata: that wheel is the cell's input too
+    incompatible = given.first.records[VLLM_CELL]
+    assert incompatible["status"] == "incompatible"
+    assert incompatible["artifact"] == record["artifact"]
 
 
 def test_nothing_is_built(given: Given) -> None:

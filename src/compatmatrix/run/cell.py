@@ -361,6 +361,10 @@ class _CellRun:
         if selection.wheel is None:
             return self.end(Status.FAILED, Stage.SELECT, selection.reason, selection.details)
         self.given = selection.wheel
+        # the wheel is an input from here on: a verdict decided from its metadata alone
+        # (an extra's conflict at resolve) must not outlive a replaced wheel
+        self.record = self.record.but(wheel=str(selection.wheel.path), artifact=Artifact(
+            selection.wheel.file, sha_file(selection.wheel.path), "given"))
         try:
             self.meta = parse_metadata(read_wheel_metadata(selection.wheel.path),
                                        f"the wheel {selection.wheel.file}")
@@ -391,8 +395,9 @@ class _CellRun:
         if problem is not None:
             why = f"{wheel.file} {problem}, and the cell resolved torch {torch}"
             return self.end(Status.FAILED, Stage.SELECT, why, (why,))
-        self.record = self.record.but(
-            wheel=str(wheel.path), artifact=Artifact(wheel.file, sha_file(wheel.path), origin))
+        if self.record.artifact is None:  # a given wheel's was taken when it was chosen
+            self.record = self.record.but(wheel=str(wheel.path), artifact=Artifact(
+                wheel.file, sha_file(wheel.path), origin))
         return None
 
     def fetch(self) -> CellRecord | None:
