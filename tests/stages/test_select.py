@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import sysconfig
 import zipfile
@@ -13,6 +14,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging import tags
+from packaging.requirements import Requirement
+from packaging.utils import parse_wheel_filename
 
 from compatmatrix.host.uv import Sources, uv_command
 from compatmatrix.stages.select import (
@@ -107,6 +110,10 @@ def test_a_cell_without_torch_takes_only_a_wheel_that_does_not_need_it(tmp_path:
         "torch" in reason
     free = read_wheel(wheel_file(tmp_path / "f", "f-1.0-py3-none-any.whl", ("numpy",)))
     assert choose([free], torch=None)[0] == free.file
+    labelled = read_wheel(wheel_file(tmp_path / "l", "l-1.0+torch2.13-py3-none-any.whl"))
+    file, reason = choose([labelled], torch=None, variant="cpu")
+    assert file is None and reason.endswith("is built for a torch (+torch2.13), the cell has "
+                                            "no torch")
 
 
 def test_an_unknown_torch_is_checked_after_resolve_not_here(tmp_path: Path) -> None:
@@ -212,3 +219,45 @@ def test_a_published_release_is_fetched_from_a_folder_index_and_checked(
                             log=tmp_path / "select.log", env=env, timeout=120)
     assert missing.wheel is None and missing.unavailable
     assert "could not list the files of relpkg==9.9" in missing.reason
+
+
+_TAGS = ["cp310-cp310", "cp311-cp311", "cp312-cp312", "cp39-abi3", "py3-none"]
+_BOUNDS = ["", "torch", "torch>=2.13,<2.14", "torch<2.13", "torch>=2.9,<2.10"]
+_LABELS = ["", "+cpu", "+cu130", "+cu12", "+cu12torch2.9cxx11abiTRUE", "+torch2.13"]
+
+
+@pytest.mark.skipif(not LINUX, reason="manylinux x86_64 tags")
+@given(st.lists(st.tuples(st.sampled_from(_TAGS), st.sampled_from(_BOUNDS),
+                          st.sampled_from(_LABELS)), max_size=6, unique=True),
+       st.sampled_from(["3.10", "3.11", "3.12"]), st.sampled_from(["cpu", "cu128", "cu130"]),
+       st.sampled_from(["2.9.1", "2.12.0", "2.13.0", None]))
+def test_a_chosen_wheel_installs_admits_the_torch_and_names_the_variant(
+        specs: list[tuple[str, str, str]], python: str, variant: str,
+        torch: str | None) -> None:
+    wheels = []
+    for tag, bound, label in specs:
+        platform = "any" if tag.startswith("py3") else PLATFORM
+        _, version, _, wheel_tags = parse_wheel_filename(f"k-1.0{label}-{tag}-{platform}.whl")
+        wheels.append(GivenWheel(Path(f"k-1.0{label}-{tag}-{platform}.whl"), "k", version,
+                                 wheel_tags, (bound,) if bound else ()))
+    found = select_wheel(wheels, where="w/", python=python, variant=variant, torch=torch,
+                         torch_known=True)
+    fits = [w for w in wheels if wheel_problem(w, python=python, variant=variant, torch=torch,
+                                               torch_known=True) is None]
+    if found.wheel is None:
+        assert len(fits) != 1 and (bool(found.ambiguous) is (len(fits) > 1))
+        assert found.ambiguous or found.reason.startswith("no wheel in w/ for cp")
+        return
+    wheel = found.wheel
+    assert fits == [wheel]
+    assert wheel.tags & cell_tags(python)
+    if wheel.requires_dist:
+        assert torch is not None
+        assert Requirement(wheel.requires_dist[0]).specifier.contains(torch)
+    label = wheel.label or ""
+    if cuda := re.match(r"cu[0-9]+", label):
+        assert variant.startswith(cuda[0])
+    if label == "cpu":
+        assert variant == "cpu"
+    if minor := re.search(r"torch([0-9]+\.[0-9]+)", label):
+        assert torch is not None and torch.startswith(minor[1] + ".")

@@ -183,6 +183,8 @@ def wheel_problem(wheel: GivenWheel, *, python: str, variant: str | None,
     problem = label_problem(wheel.label, variant, torch if torch_known else None)
     if problem is not None:
         return problem
+    if torch_known and torch is None and _TORCH_LABEL.search((wheel.label or "").lower()):
+        return f"is built for a torch (+{wheel.label}), the cell has no torch"
     if torch_known:
         return torch_problem(wheel, python=python, torch=torch)
     return None
