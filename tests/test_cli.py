@@ -70,3 +70,32 @@ def test_the_summary_never_cuts_a_reason_so_that_its_cause_is_lost(tmp_path: Pat
     assert f"py3.11-a: {long}" in text.splitlines()
     assert all(long not in line for line in text.splitlines()[:4])  # the table stays narrow
     assert outcome(records[0]).endswith(cause)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--wheels", "nope"), "--wheels nope does not exist; give the folder that holds the wheels"),
+    (("--wheels", "empty"), "matches no wheel file (*.whl); build the wheels first"),
+    (("--requirement", "pkg>=1"), "--requirement 'pkg>=1' must pin one version with '=='"),
+    (("--requirement", "pkg==="), "--requirement 'pkg===' is not a requirement"),
+    (("--wheels", "empty", "--requirement", "pkg==1"),
+     "argument --requirement: not allowed with argument --wheels"),
+])
+def test_run_with_bad_wheels_or_requirement_exits_2_saying_what_to_do(
+        write_matrix: WriteMatrix, tmp_path: Path, args: tuple[str, ...], words: str) -> None:
+    write_matrix(MINIMAL)
+    (tmp_path / "empty").mkdir()
+    done = run_cli("run", *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / ".compatmatrix" / "results").exists() or not any(
+        (tmp_path / ".compatmatrix" / "results").iterdir())
+
+
+def test_plan_says_what_a_wheels_matrix_tests(write_matrix: WriteMatrix,
+                                              tmp_path: Path) -> None:
+    write_matrix(MINIMAL.replace("{path: pkg,", "{wheels: [dist/*.whl],"))
+    done = run_cli("plan", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no build: each cell tests the wheels of dist/*.whl" in done.stdout
+    assert "1 cells, nothing built here" in done.stdout

@@ -20,6 +20,7 @@ assertions about it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -187,6 +188,10 @@ def test_passed_cells_ran_their_tests_on_the_built_wheel(runs: ProjectRuns) -> N
         assert record["audit"]["extensions"] == list(runs.expected.extensions), record["audit"]
         assert record["built_with_torch"] == record["running_torch"] == "2.13.0+cpu"
         assert record["resolved"]["torch"] == "2.13.0+cpu"
+        wheel = Path(record["wheel"])
+        assert record["artifact"] == {
+            "file": wheel.name, "origin": "built",
+            "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}
         for suite, result in record["suites"].items():
             assert result["status"] == "passed", (suite, result)
             assert result["passed"] > 0 and result["failed"] == result["errors"] == 0, result

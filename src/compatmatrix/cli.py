@@ -28,7 +28,7 @@ from compatmatrix.model.outcomes import Stage
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.project import read_project
 from compatmatrix.model.record import CellRecord, Status
-from compatmatrix.model.spec import NONE, Matrix, load_matrix
+from compatmatrix.model.spec import NONE, Matrix, load_matrix, with_release, with_wheels
 from compatmatrix.model.workdir import WorkDir, report_dir, work_dir
 from compatmatrix.report.collect import collect
 from compatmatrix.report.gate import evaluate
@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--part", type=_part, default=None, metavar="I/N",
                       help="with --github-matrix: the I-th of N slices, for matrices beyond "
                            f"GitHub's {GITHUB_MATRIX_LIMIT} jobs per matrix")
+    plan.add_argument("--wheels-artifact", default=None, metavar="NAME",
+                      help="with --buildkite: the cells download NAME/*.whl (the build "
+                           "step's artifacts) and test those wheels (run --wheels); report "
+                           "and gate follow, nothing is published")
     plan.set_defaults(handler=_cmd_plan)
 
     ci = commands.add_parser(
@@ -96,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     ci.add_argument("--default-branch", default="main", metavar="BRANCH",
                     help="the branch whose pushes run the matrix and publish the report "
                          "(default: main)")
+    ci.add_argument("--wheels-artifact", default=None, metavar="NAME",
+                    help="also write the release flow: .github/workflows/compat-release.yml, "
+                         "a reusable workflow (on: workflow_call) whose cells test the wheels "
+                         "of the artifact NAME (input wheels-artifact) with run --wheels, "
+                         "then report and gate; and .buildkite/release.yml, whose cells "
+                         "download NAME/*.whl from the build step")
     ci.set_defaults(handler=_cmd_ci)
 
     run = commands.add_parser(
@@ -119,6 +129,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop every cell after resolve: 'resolvable' (the pins install "
                           "together; nothing built or tested), incompatible or unavailable; "
                           "records go to WORKDIR/pins/, reported by 'report --pins'")
+    artifact = run.add_mutually_exclusive_group()
+    artifact.add_argument("--wheels", type=Path, default=None, metavar="DIR",
+                          help="test the wheels in DIR (built elsewhere: cibuildwheel, a "
+                               "release job) instead of building: each cell tests the one "
+                               "wheel that installs on its Python and platform, admits its "
+                               "torch and names its variant; a cell with none fails at "
+                               "'select' (overrides project.wheels)")
+    artifact.add_argument("--requirement", default=None, metavar="NAME==VERSION",
+                          help="test a published release: each cell resolves it with its "
+                               "pins from the matrix's indexes and tests the wheel picked "
+                               "for it; no source needed (overrides project.requirement)")
     run.add_argument("--fail-fast", action="store_true",
                      help="start no new cell after one fails or errors")
     run.add_argument("--exit-zero", action="store_true",
@@ -368,11 +389,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     if args.part is not None and not args.github_matrix:
         raise UsageError("--part goes with --github-matrix")
+    if args.wheels_artifact is not None and not args.buildkite:
+        raise UsageError("--wheels-artifact goes with --buildkite")
     if args.github_matrix:
         print(github_matrix(matrix, args.part))
         return 0
     if args.buildkite:
-        print(buildkite_steps(matrix), end="")
+        print(buildkite_steps(matrix, args.wheels_artifact), end="")
         return 0
     cells = plan_cells(matrix)
     finder = _finder(matrix)
@@ -385,7 +408,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_ci(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
-    files = pipeline_files(matrix, args.default_branch)
+    files = pipeline_files(matrix, args.default_branch, args.wheels_artifact)
     if args.check:
         stale = stale_pipelines(files)
         for path in stale:
@@ -404,6 +427,10 @@ def _cmd_ci(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix.resolve())
+    if args.wheels is not None:
+        matrix = with_wheels(matrix, args.wheels)
+    elif args.requirement is not None:
+        matrix = with_release(matrix, args.requirement)
     workdir = _workdir(args, matrix)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -484,10 +511,18 @@ def _plan_table(matrix: Matrix, cells: list[Cell], finder: InterpreterFinder) ->
         rows.append([cell.id, *values, cell.build_key, finder.find(cell.python).describe()])
     text = format_table(header, rows)
     builds = len({cell.build_key for cell in cells})
-    text += f"\n\n{len(cells)} cells, {builds} build keys"
+    if matrix.project is not None and matrix.project.mode != "built":
+        text += f"\n\n{len(cells)} cells, nothing built here"
+    else:
+        text += f"\n\n{len(cells)} cells, {builds} build keys"
     if matrix.project is None:
         text += "\nno project: a pins table (compatmatrix run --until resolve)"
-    else:
+    elif matrix.project.mode != "built":
+        text += ("\nno build: each cell tests " + (
+            f"the wheels of {', '.join(matrix.project.wheels)}"
+            if matrix.project.mode == "given" else
+            f"the published release {matrix.project.requirement}"))
+    elif matrix.project.path is not None:
         project = read_project(matrix.project.path)
         text += ("\nproject metadata: " + (
             "pyproject.toml [project]" if project.meta is not None

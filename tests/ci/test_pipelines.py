@@ -19,6 +19,8 @@ import yaml
 
 from compatmatrix.ci.pipelines import (
     BUILDKITE_PIPELINE,
+    BUILDKITE_RELEASE_PIPELINE,
+    GITHUB_RELEASE_WORKFLOW,
     GITHUB_WORKFLOW,
     CIError,
     buildkite_key,
@@ -204,6 +206,63 @@ def test_workflow_is_safe_by_construction(gpu_matrix: Path) -> None:
     assert "# v4.2.2" in text and "secrets." not in text
 
 
+def test_the_release_workflow_is_reusable_and_tests_the_callers_wheels(
+        gpu_matrix: Path) -> None:
+    assert main(["ci", "--matrix", str(gpu_matrix), "--wheels-artifact", "dist"]) == 0
+    flow = workflow(gpu_matrix.parent / GITHUB_RELEASE_WORKFLOW)
+    assert flow["on"] == {"workflow_call": {"inputs": {"wheels-artifact": {
+        "description": "the artifact of the calling run that holds the wheels to test",
+        "type": "string", "required": False, "default": "dist"}}}}
+    assert flow["permissions"] == {"contents": "read"}
+    jobs = flow["jobs"]
+    assert list(jobs) == ["plan", "cells", "report"]  # nothing is published back
+    steps = {step["name"]: step for step in jobs["cells"]["steps"]}
+    assert steps["download the wheels"]["uses"].startswith("actions/download-artifact@")
+    assert steps["download the wheels"]["with"] == {
+        "name": "${{ inputs.wheels-artifact }}", "path": "wheels"}
+    assert steps["test the cell's wheel"] == {
+        "name": "test the cell's wheel", "env": {"COMPATMATRIX_CELL": "${{ matrix.cell }}"},
+        "run": 'compatmatrix run --matrix matrix.yaml --wheels wheels --cell '
+               '"$COMPATMATRIX_CELL"'}
+    assert "run the cell" not in steps  # no build: never the cell's nox session
+    for job in jobs.values():
+        assert "permissions" not in job
+        for step in job["steps"]:
+            assert "${{" not in step.get("run", "")  # inputs only through env: and with:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+    gate = [step["run"] for step in jobs["report"]["steps"] if step["name"] == "gate"]
+    assert gate == ["compatmatrix gate --matrix matrix.yaml --from artifacts"]
+    # the workflow without the option is the same as ever, and --check covers both
+    assert main(["ci", "--matrix", str(gpu_matrix), "--check"]) == 0
+    assert main(["ci", "--matrix", str(gpu_matrix), "--check",
+                 "--wheels-artifact", "dist"]) == 0
+    assert main(["ci", "--matrix", str(gpu_matrix), "--check",
+                 "--wheels-artifact", "wheelhouse"]) == 1
+
+
+def test_buildkite_release_steps_download_the_build_steps_wheels(gpu_matrix: Path) -> None:
+    matrix = load_matrix(gpu_matrix)
+    text = buildkite_steps(matrix, "dist")
+    assert "$" not in text.replace("$$", "")
+    steps = yaml.safe_load(text)["steps"]
+    assert len(steps) == 3 and "buildkite-agent annotate" in "\n".join(steps[2]["commands"])
+    for step in steps[0]["steps"]:
+        assert step["commands"][-2:] == [
+            "buildkite-agent artifact download 'dist/*.whl' wheels/",
+            'compatmatrix run --matrix matrix.yaml --wheels wheels/dist --cell '
+            '"$$COMPATMATRIX_CELL"']
+    release = pipeline_files(matrix, wheels_artifact="dist")
+    assert [f.path.relative_to(gpu_matrix.parent) for f in release] == [
+        GITHUB_WORKFLOW, BUILDKITE_PIPELINE, GITHUB_RELEASE_WORKFLOW, BUILDKITE_RELEASE_PIPELINE]
+    assert ("compatmatrix plan --matrix matrix.yaml --buildkite --wheels-artifact dist "
+            "| buildkite-agent pipeline upload") in release[3].text
+    with pytest.raises(CIError, match="--wheels-artifact 'a;b' is not safe"):
+        buildkite_steps(matrix, "a;b")
+    done = cli("plan", "--matrix", str(gpu_matrix), "--wheels-artifact", "dist")
+    assert done.returncode == 2 and "--wheels-artifact goes with --buildkite" in done.stderr
+
+
 def test_buildkite_runtime_variables_are_escaped(gpu_matrix: Path) -> None:
     matrix = load_matrix(gpu_matrix)
     for text in (buildkite_steps(matrix), pipeline_files(matrix)[1].text):
@@ -338,9 +397,12 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]
     big = GPU_MATRIX.replace('torch: ["2.13.0"]', 'torch: ["2.13.0"]' + BIG_AXIS)
     for name, text in (("gpu", GPU_MATRIX), ("big", big)):
         matrix_path = write(out / name, text)
-        assert main(["ci", "--matrix", str(matrix_path)]) == 0
-        workflows.append(out / name / GITHUB_WORKFLOW)
-        pipelines.append(out / name / BUILDKITE_PIPELINE)
+        assert main(["ci", "--matrix", str(matrix_path), "--wheels-artifact", "dist"]) == 0
+        workflows += [out / name / GITHUB_WORKFLOW, out / name / GITHUB_RELEASE_WORKFLOW]
+        pipelines += [out / name / BUILDKITE_PIPELINE, out / name / BUILDKITE_RELEASE_PIPELINE]
+        (out / f"{name}-release-steps.yml").write_text(
+            buildkite_steps(load_matrix(matrix_path), "dist"))
+        pipelines.append(out / f"{name}-release-steps.yml")
         (out / f"{name}-steps.yml").write_text(buildkite_steps(load_matrix(matrix_path)))
         pipelines.append(out / f"{name}-steps.yml")
     return {"workflows": workflows, "pipelines": pipelines}

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from compatmatrix.errors import SpecError, UsageError
-from compatmatrix.model.spec import NONE, load_matrix, package_requirement
+from compatmatrix.model.spec import (
+    NONE,
+    load_matrix,
+    package_requirement,
+    with_release,
+    with_wheels,
+)
 from tests.conftest import MINIMAL, WriteMatrix
 
 FULL = """
@@ -150,3 +157,70 @@ def test_resolution_axis_and_declared_ranges_gate(write_matrix: WriteMatrix) -> 
     axis = next(a for a in matrix.axes if a.name == "resolution")
     assert axis.kind == "resolution" and axis.values == ("highest", "lowest-direct")
     assert matrix.gate.declared_ranges is True
+
+
+WHEELS = """
+version: 1
+project: {import: pkg, wheels: [dist/*.whl, "wheelhouse/pkg-*.whl"]}
+axes:
+  python: ["3.11"]
+"""
+
+
+def test_wheels_and_a_release_need_no_source(write_matrix: WriteMatrix) -> None:
+    project = load_matrix(write_matrix(WHEELS)).package
+    assert project.path is None and project.source is None
+    assert project.wheels == ("dist/*.whl", "wheelhouse/pkg-*.whl")
+    line = WHEELS.splitlines()[2]
+    assert [(at.line, at.column) for at in project.wheels_at] == [
+        (2, line.index("dist/") + 1), (2, line.index('"wheelhouse') + 1)]
+    assert project.mode == "given"
+    release = load_matrix(write_matrix(
+        MINIMAL.replace("{path: pkg,", '{requirement: "compat-kernels==1.0.2",'))).package
+    assert release.requirement == "compat-kernels==1.0.2" and release.mode == "published"
+    assert release.source is None
+    # a source tree beside given wheels stays what source-based checks read
+    both = load_matrix(write_matrix(MINIMAL.replace("{path: pkg,",
+                                                    "{path: pkg, wheels: [dist/*.whl],")))
+    assert both.package.mode == "given" and both.package.source is not None
+
+
+@pytest.mark.parametrize(("project", "at", "words"), [
+    ("{import: pkg}", "{import", "project needs 'path' (the source to build), 'wheels'"),
+    ("{import: pkg, wheels: []}", "[]", "project.wheels"),
+    ("{import: pkg, wheels: [dist/]}", "dist/", "does not name wheel files"),
+    ("{import: pkg, wheels: [dist/*.whl, dist/*.whl]}", "dist/*.whl]", "duplicate glob"),
+    ('{import: pkg, wheels: [a.whl], requirement: "p==1"}', '"p==1"',
+     "project.requirement and project.wheels both"),
+    ('{import: pkg, requirement: "p>=1"}', '"p', "must pin one version with '=='"),
+    ('{import: pkg, requirement: "p==1.*"}', '"p', "must pin one version"),
+    ('{import: pkg, requirement: "p[x]==1"}', '"p', "without a URL, extras or markers"),
+    ('{import: pkg, requirement: "not a requirement"}', '"not', "is not a requirement"),
+])
+def test_bad_wheels_and_requirements_name_the_place(
+        write_matrix: WriteMatrix, project: str, at: str, words: str) -> None:
+    text = MINIMAL.replace("{path: pkg, import: pkg}", project)
+    with pytest.raises(SpecError) as info:
+        load_matrix(write_matrix(text))
+    line = f"project: {project}"
+    assert (info.value.location.line, info.value.location.column) == (2, line.index(at) + 1)
+    assert words in str(info.value)
+
+
+def test_run_options_override_the_matrix_and_check_their_input(
+        write_matrix: WriteMatrix, tmp_path: Path) -> None:
+    matrix = load_matrix(write_matrix(MINIMAL))
+    (tmp_path / "dist").mkdir()
+    given = with_wheels(matrix, tmp_path / "dist")
+    assert given.package.wheels == (str(tmp_path / "dist" / "*.whl"),)
+    assert given.package.mode == "given" and given.package.source == tmp_path / "pkg"
+    with pytest.raises(UsageError, match=r"--wheels .*nope does not exist"):
+        with_wheels(matrix, tmp_path / "nope")
+    with pytest.raises(UsageError, match="is not a folder"):
+        with_wheels(matrix, write_matrix(MINIMAL))
+    published = with_release(matrix, "pkg==1.0")
+    assert published.package.mode == "published" and published.package.source is None
+    with pytest.raises(UsageError, match=r"--requirement 'pkg>1' must pin one version"):
+        with_release(matrix, "pkg>1")
+    table = load_matrix(write_matrix("version: 1\naxes:\n  python: ['3.11']\n"))
+    assert with_release(table, "compat-kernels==1.0").package.import_name == "compat_kernels"

@@ -192,3 +192,12 @@ def test_a_suite_whose_tests_all_skipped_keeps_a_required_cell_from_passing(
     assert done.returncode == 1, done.stdout
     assert ("FAIL: py3.11: required cell is passed, but its test evidence does not show it: "
             "later: not run: all 2 tests skipped: needs vllm") in done.stdout
+
+
+def test_a_cell_without_a_wheel_of_the_release_fails_the_gate_required_or_not() -> None:
+    lacking = cell("py3.12", "failed", python="3.12", stage="select")
+    result = evaluate(Gate(), report(cell("a", "passed"), lacking), None, TODAY)
+    assert [f.cell for f in result.failures] == ["py3.12"]
+    assert "the release has no wheel for this cell: failed here" in result.failures[0].line()
+    required = evaluate(Gate(required=((("python", "3.12"),),)), report(lacking), None, TODAY)
+    assert len(required.failures) == 1  # once, not twice

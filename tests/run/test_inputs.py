@@ -92,3 +92,14 @@ def test_tests_and_suite_settings_leave_the_setup_digest_alone(tmp_path: Path) -
     assert inputs(root).setup != before.setup  # the audit judges GPU code for it
     (root / "pkg" / "pkg" / "__init__.py").write_text("X = 2\n")
     assert inputs(root).setup != before.setup
+
+
+def test_the_tested_wheels_sha256_is_an_input_where_it_lies_is_not(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    first = inputs(root, artifact="a" * 64)
+    assert inputs(root, artifact="a" * 64) == first
+    replaced = inputs(root, artifact="b" * 64)
+    assert replaced.all != first.all and replaced.setup != first.setup
+    moved = root / "matrix.yaml"
+    moved.write_text(MATRIX.replace("{path: pkg,", "{path: pkg, wheels: [elsewhere/*.whl],"))
+    assert inputs(root, artifact="a" * 64).all == first.all

@@ -36,7 +36,9 @@ from compatmatrix.model.spec import SAFE_VALUE, SAFE_WORD, Matrix, Runner
 
 __all__ = [
     "BUILDKITE_PIPELINE",
+    "BUILDKITE_RELEASE_PIPELINE",
     "GITHUB_MATRIX_LIMIT",
+    "GITHUB_RELEASE_WORKFLOW",
     "GITHUB_WORKFLOW",
     "CIError",
     "PipelineFile",
@@ -55,6 +57,10 @@ __all__ = [
 
 GITHUB_WORKFLOW = Path(".github/workflows/compat-matrix.yml")
 BUILDKITE_PIPELINE = Path(".buildkite/pipeline.yml")
+# The release flow (ci --wheels-artifact NAME): test the wheels a build job made, then gate
+GITHUB_RELEASE_WORKFLOW = Path(".github/workflows/compat-release.yml")
+BUILDKITE_RELEASE_PIPELINE = Path(".buildkite/release.yml")
+WHEELS = "wheels"  # the folder the wheels are downloaded into, beside matrix.yaml
 GITHUB_MATRIX_LIMIT = 256  # GitHub Actions runs at most this many jobs per matrix
 CPU = "cpu"
 SYSTEMS = ("github", "buildkite")
@@ -199,6 +205,9 @@ class _Settings:
     branch: str              # the default branch: its pushes run the matrix and publish
     cpu_labels: tuple[str, ...]
     cpu_queue: str | None
+    # the release flow: the artifact that holds the wheels (GitHub: its name; Buildkite: the
+    # folder its *.whl were uploaded from); None: the cells build the wheels themselves
+    wheels_artifact: str | None = None
 
     @property
     def helper_timeout(self) -> int:
@@ -206,7 +215,8 @@ class _Settings:
         return min(HELPER_TIMEOUT, self.timeout)
 
 
-def _settings(matrix: Matrix, branch: str, systems: Sequence[str] = SYSTEMS) -> _Settings:
+def _settings(matrix: Matrix, branch: str, systems: Sequence[str] = SYSTEMS,
+              wheels_artifact: str | None = None) -> _Settings:
     if not _BRANCH.fullmatch(branch) or ".." in branch:
         raise CIError(f"default branch {branch!r} is not a safe branch name")
     cpu = dict(matrix.ci.runners).get(CPU) or Runner((), None)
@@ -219,7 +229,9 @@ def _settings(matrix: Matrix, branch: str, systems: Sequence[str] = SYSTEMS) -> 
         branch=branch,
         cpu_labels=tuple(_check_word(x, "ci.runners.cpu.github label") for x in cpu.github),
         cpu_queue=_check_word(cpu.buildkite, "ci.runners.cpu.buildkite")
-        if cpu.buildkite is not None else None)
+        if cpu.buildkite is not None else None,
+        wheels_artifact=_check_word(wheels_artifact, "--wheels-artifact")
+        if wheels_artifact is not None else None)
 
 
 # --- GitHub Actions ----------------------------------------------------------------------
@@ -287,6 +299,26 @@ def _github_workflow(s: _Settings, found: Sequence[Route]) -> dict[str, Any]:
     }
 
 
+def _github_release_workflow(s: _Settings, found: Sequence[Route]) -> dict[str, Any]:
+    """A reusable workflow (``on: workflow_call``): the cells test the wheels in the caller's
+    artifact, then report and gate. The caller uploads the wheels only when this passes."""
+    parts = github_parts(len(found))
+    cell_jobs = ["cells"] if parts == 1 else [f"cells-{i}" for i in range(1, parts + 1)]
+    jobs: dict[str, Any] = {"plan": _plan_job(s, parts)}
+    for index, job in enumerate(cell_jobs, 1):
+        jobs[job] = _cell_job(s, _output(index, parts), wheels=True)
+    jobs["report"] = _report_job(s, cell_jobs)
+    return {
+        "name": "compat matrix (release wheels)",
+        "on": {"workflow_call": {"inputs": {"wheels-artifact": {
+            "description": "the artifact of the calling run that holds the wheels to test",
+            "type": "string", "required": False, "default": s.wheels_artifact}}}},
+        "permissions": {"contents": "read"},
+        "defaults": {"run": {"shell": "bash"}},
+        "jobs": jobs,
+    }
+
+
 def _output(index: int, parts: int) -> str:
     return "matrix" if parts == 1 else f"matrix-{index}"
 
@@ -307,10 +339,19 @@ def _plan_job(s: _Settings, parts: int) -> dict[str, Any]:
     }
 
 
-def _cell_job(s: _Settings, output: str) -> dict[str, Any]:
+def _cell_job(s: _Settings, output: str, *, wheels: bool = False) -> dict[str, Any]:
     cell = "${{ matrix.cell }}"
     paths = [f"{WORKDIR}/results/{cell}.json", f"{WORKDIR}/junit/{cell}/",
              f"{WORKDIR}/logs/{cell}/"]
+    run: list[dict[str, Any]] = [
+        {"name": "run the cell", "env": {"COMPATMATRIX_CELL": cell},
+         "run": 'python -m nox -s "$COMPATMATRIX_CELL"'}]
+    if wheels:  # the caller's wheels, tested as they are: nothing is built
+        run = [{"name": "download the wheels", "uses": _action("download-artifact"),
+                "with": {"name": "${{ inputs.wheels-artifact }}", "path": WHEELS}},
+               {"name": "test the cell's wheel", "env": {"COMPATMATRIX_CELL": cell},
+                "run": f"compatmatrix run --matrix {s.matrix_file} --wheels {WHEELS} "
+                       '--cell "$COMPATMATRIX_CELL"'}]
     return {
         "name": cell, "needs": "plan", "runs-on": "${{ matrix.labels }}",
         "timeout-minutes": s.timeout,
@@ -318,8 +359,7 @@ def _cell_job(s: _Settings, output: str) -> dict[str, Any]:
                      "matrix": f"${{{{ fromJSON(needs.plan.outputs.{output}) }}}}"},
         "steps": [
             *_setup_steps(s, "${{ matrix.python }}", TOOL_PYTHON),
-            {"name": "run the cell", "env": {"COMPATMATRIX_CELL": cell},
-             "run": 'python -m nox -s "$COMPATMATRIX_CELL"'},
+            *run,
             {"name": "upload the record, JUnit files and logs", "if": "${{ always() }}",
              "uses": _action("upload-artifact"),
              # several paths: the artifact is rooted at their common folder, .compatmatrix/,
@@ -406,17 +446,20 @@ def buildkite_key(cell_id: str) -> str:
     return key if len(key) <= _KEY_MAX else f"{key[:_KEY_MAX - 7]}-{short_hash(cell_id)}"
 
 
-def buildkite_steps(matrix: Matrix) -> str:
+def buildkite_steps(matrix: Matrix, wheels_artifact: str | None = None) -> str:
     """The steps ``compatmatrix plan --buildkite`` prints for ``buildkite-agent pipeline
-    upload``: a group of cell steps, a wait that continues on failure, report and publish."""
-    s = _settings(matrix, "main", ("buildkite",))  # Buildkite reads its branch at run time
+    upload``: a group of cell steps, a wait that continues on failure, report and publish.
+    With ``wheels_artifact`` (a folder the build step uploaded ``*.whl`` from) the cells test
+    those wheels, and nothing is published: report and gate judge the release."""
+    # Buildkite reads its branch at run time
+    s = _settings(matrix, "main", ("buildkite",), wheels_artifact)
     found = routes(matrix, ("buildkite",))
     return _dump({"steps": [
         {"group": ":test_tube: compat matrix cells", "key": "compat-cells",
          "steps": [_cell_step(s, route, key) for route, key in _keys(found)]},
         {"wait": None, "continue_on_failure": True},
         _report_step(s),
-        _publish_step(s),
+        *([] if s.wheels_artifact else [_publish_step(s)]),
     ]}, _TildeDumper)
 
 
@@ -437,10 +480,15 @@ def _cell_step(s: _Settings, route: Route, key: str) -> dict[str, Any]:
     step: dict[str, Any] = {"label": cell, "key": key}
     if route.queue is not None:
         step["agents"] = {"queue": route.queue}
+    # $$: Buildkite interpolates $VAR when the steps are uploaded; the shell must see it
+    run = ['python -m nox -s "$$COMPATMATRIX_CELL"']
+    if s.wheels_artifact:  # the build step's wheels, tested as they are
+        run = [f"buildkite-agent artifact download '{s.wheels_artifact}/*.whl' {WHEELS}/",
+               f"compatmatrix run --matrix {s.matrix_file} --wheels "
+               f'{WHEELS}/{s.wheels_artifact} --cell "$$COMPATMATRIX_CELL"']
     step.update({
         "env": {"COMPATMATRIX_CELL": cell},
-        # $$: Buildkite interpolates $VAR when the steps are uploaded; the shell must see it
-        "commands": [*_venv_commands(s), 'python -m nox -s "$$COMPATMATRIX_CELL"'],
+        "commands": [*_venv_commands(s), *run],
         "artifact_paths": [f"{WORKDIR}/results/{cell}.json", f"{WORKDIR}/junit/{cell}/**/*",
                            f"{WORKDIR}/logs/{cell}/**/*"],
         "timeout_in_minutes": s.timeout,
@@ -496,7 +544,8 @@ def _download_commands() -> list[str]:
 
 
 def _buildkite_pipeline(s: _Settings) -> dict[str, Any]:
-    upload = (f"compatmatrix plan --matrix {s.matrix_file} --buildkite "
+    wheels = f" --wheels-artifact {s.wheels_artifact}" if s.wheels_artifact else ""
+    upload = (f"compatmatrix plan --matrix {s.matrix_file} --buildkite{wheels} "
               "| buildkite-agent pipeline upload")
     return {"steps": [{**_helper_step(s, ":pipeline: plan the compat matrix", "compat-plan"),
                        "commands": [*_venv_commands(s), f"set -o pipefail; {upload}"]}]}
@@ -511,16 +560,31 @@ class PipelineFile:
     text: str
 
 
-def pipeline_files(matrix: Matrix, branch: str = "main") -> list[PipelineFile]:
-    """The GitHub workflow and the static Buildkite pipeline for ``matrix``."""
+def pipeline_files(matrix: Matrix, branch: str = "main",
+                   wheels_artifact: str | None = None) -> list[PipelineFile]:
+    """The GitHub workflow and the static Buildkite pipeline for ``matrix``; with
+    ``wheels_artifact``, also the release flow's (a reusable workflow and a pipeline to
+    upload after the build step), which test that artifact's wheels."""
     s = _settings(matrix, branch)
     found = routes(matrix)
-    workflow = _header("GitHub Actions", s, found, lambda r: "[" + ", ".join(r.labels) + "]")
+    github = lambda r: "[" + ", ".join(r.labels) + "]"  # noqa: E731
+    buildkite = lambda r: r.queue or "the default queue"  # noqa: E731
+    workflow = _header("GitHub Actions", s, found, github)
     workflow += _dump(_github_workflow(s, found), _Dumper)
-    pipeline = _header("Buildkite", s, found, lambda r: r.queue or "the default queue")
+    pipeline = _header("Buildkite", s, found, buildkite)
     pipeline += _dump(_buildkite_pipeline(s), _TildeDumper)
-    return [PipelineFile(matrix.root / GITHUB_WORKFLOW, workflow),
-            PipelineFile(matrix.root / BUILDKITE_PIPELINE, pipeline)]
+    files = [PipelineFile(matrix.root / GITHUB_WORKFLOW, workflow),
+             PipelineFile(matrix.root / BUILDKITE_PIPELINE, pipeline)]
+    if wheels_artifact is not None:
+        release = _settings(matrix, branch, wheels_artifact=wheels_artifact)
+        option = f" --wheels-artifact {release.wheels_artifact}"
+        workflow = _header("GitHub Actions", release, found, github, option)
+        workflow += _dump(_github_release_workflow(release, found), _Dumper)
+        pipeline = _header("Buildkite", release, found, buildkite, option)
+        pipeline += _dump(_buildkite_pipeline(release), _TildeDumper)
+        files += [PipelineFile(matrix.root / GITHUB_RELEASE_WORKFLOW, workflow),
+                  PipelineFile(matrix.root / BUILDKITE_RELEASE_PIPELINE, pipeline)]
+    return files
 
 
 def write_pipelines(files: Sequence[PipelineFile]) -> list[Path]:
@@ -546,16 +610,24 @@ def _current(file: PipelineFile) -> bool:
 
 
 def _header(system: str, s: _Settings, found: Sequence[Route],
-            target: Callable[[Route], str]) -> str:
+            target: Callable[[Route], str], option: str = "") -> str:
     # The plan is read again when the pipeline runs; this summary makes the file change (and
     # --check fail) whenever the cells or their runners do, so that a review shows it.
     plan = "\n".join(f"{r.cell.id} {r.kind} {' '.join(r.labels)} {r.queue}" for r in found)
     counts = Counter((r.kind, target(r)) for r in found)
+    what = ("The release gate (the wheels of artifact "
+            f"{s.wheels_artifact!r}, tested as they are)" if s.wheels_artifact
+            else "The compatibility matrix")
     lines = [
-        f"The compatibility matrix on {system}, generated from {s.matrix_file} by `nox -s ci`.",
-        f"Do not edit: change {s.matrix_file} and run `nox -s ci`; `nox -s ci -- --check` "
-        "fails while",
-        f"this file is stale. The plan step reads {s.matrix_file} again when the pipeline runs.",
+        f"{what} on {system}, generated from {s.matrix_file} by "
+        + (f"`compatmatrix ci{option}`." if option else "`nox -s ci`."),
+        *([f"Do not edit: change {s.matrix_file} and run `compatmatrix ci{option}`; with "
+           "--check it fails while", "this file is stale. The plan step reads "
+           f"{s.matrix_file} again when the pipeline runs."] if option else [
+            f"Do not edit: change {s.matrix_file} and run `nox -s ci`; `nox -s ci -- --check` "
+            "fails while",
+            f"this file is stale. The plan step reads {s.matrix_file} again when the pipeline "
+            "runs."]),
         f"Cells when generated: {len(found)} (plan sha256:{short_hash(plan, 12)})",
         *(f"  {kind} on {where}: {n}" for (kind, where), n in sorted(counts.items())),
     ]

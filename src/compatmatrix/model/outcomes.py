@@ -14,7 +14,9 @@ from typing import Any
 __all__ = [
     "ERROR",
     "NOTE",
+    "ORIGINS",
     "WARNING",
+    "Artifact",
     "AuditReport",
     "Finding",
     "IdentityResult",
@@ -30,6 +32,7 @@ class Stage(str, enum.Enum):
 
     METADATA = "metadata"
     RESOLVE = "resolve"
+    SELECT = "select"  # a given or published wheel instead of a build
     BUILD = "build"
     AUDIT = "audit"
     INSTALL = "install"
@@ -56,6 +59,30 @@ def _optional_text(value: object) -> str | None:
 ERROR = "error"
 WARNING = "warning"
 NOTE = "note"  # a fact worth a line in the record, that breaks nothing
+
+
+ORIGINS = ("built", "given", "published")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The wheel a cell tested: its file name, sha256, and where it came from."""
+
+    file: str
+    sha256: str
+    origin: str  # "built" (here, from the source), "given" (--wheels), "published" (an index)
+
+    def to_json(self) -> dict[str, str]:
+        return {"file": self.file, "sha256": self.sha256, "origin": self.origin}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Artifact:
+        """ValueError when ``data`` is not an artifact."""
+        values = [data.get(key) for key in ("file", "sha256", "origin")]
+        if not all(isinstance(v, str) for v in values) or values[2] not in ORIGINS:
+            raise ValueError("'artifact' needs a file, a sha256 and an origin (one of "
+                             f"{', '.join(ORIGINS)})")
+        return cls(str(values[0]), str(values[1]), str(values[2]))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from compatmatrix.host.safeio import (
     read_bounded,
     write_json_atomic,
 )
-from compatmatrix.model.outcomes import AuditReport, IdentityResult, SuiteResult
+from compatmatrix.model.outcomes import Artifact, AuditReport, IdentityResult, SuiteResult
 
 __all__ = ["MAX_RECORD_BYTES", "RECORD_SCHEMA", "CellRecord", "RecordError", "Status",
            "json_kind", "load_record", "read_record", "reproduce_command"]
@@ -60,6 +60,7 @@ class CellRecord:
     resolved: dict[str, str] = field(default_factory=dict)
     wheel: str | None = None
     wheel_reused: bool = False
+    artifact: Artifact | None = None     # the wheel tested: file, sha256, built/given/published
     built_with_torch: str | None = None
     running_torch: str | None = None
     audit: AuditReport | None = None
@@ -81,6 +82,7 @@ class CellRecord:
             data[name] = value.value if isinstance(value, Status) else value
         data["details"] = list(self.details)
         data["audit"] = None if self.audit is None else self.audit.to_json()
+        data["artifact"] = None if self.artifact is None else self.artifact.to_json()
         data["identity"] = None if self.identity is None else self.identity.to_json()
         data["suites"] = {name: suite.to_json() for name, suite in self.suites.items()}
         # durations are rounded floats; one that is not a number (NaN, infinite) is null,
@@ -117,6 +119,8 @@ class CellRecord:
         try:  # the stages' own results, typed; their from_json say what is wrong
             if known.get("audit") is not None:
                 known["audit"] = AuditReport.from_json(known["audit"])
+            if known.get("artifact") is not None:
+                known["artifact"] = Artifact.from_json(known["artifact"])
             if known.get("identity") is not None:
                 known["identity"] = IdentityResult.from_json(known["identity"])
             known["suites"] = {name: SuiteResult.from_json(suite, name)
@@ -240,6 +244,7 @@ _FIELDS: tuple[tuple[str, Callable[[object], bool], str], ...] = (
         v is None or _number(v) for v in v.values()), "an object of seconds"),
     ("logs", lambda v: _map(v, (str,)), "an object of log paths"),
     ("audit", lambda v: isinstance(v, (dict, _NONE)), "an object or null"),
+    ("artifact", lambda v: isinstance(v, (dict, _NONE)), "an object or null"),
     ("identity", lambda v: isinstance(v, (dict, _NONE)), "an object or null"),
     *((name, lambda v: isinstance(v, str), "a string")
       for name in ("reason", "build_key", "reproduce", "root", "inputs", "setup_inputs")),

@@ -11,7 +11,7 @@ import datetime as _dt
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -54,6 +54,9 @@ __all__ = [
     "load_matrix",
     "package_requirement",
     "parse_matrix",
+    "release_requirement",
+    "with_release",
+    "with_wheels",
 ]
 
 NONE = "none"
@@ -72,7 +75,7 @@ DEFAULT_RESOLUTION = "highest"
 KNOWN_VARIANTS = ("cpu", "cu118", "cu121", "cu124", "cu126", "cu128", "cu129", "cu130",
                   "rocm6.3", "rocm6.4")
 # stages with a timeout of their own (matrix.yaml timeouts:)
-STAGES = tuple(stage.value for stage in Stage if stage is not Stage.SUITES)
+STAGES = tuple(stage.value for stage in Stage if stage not in (Stage.SUITES, Stage.SELECT))
 TOP_KEYS = ("version", "project", "axes", "include", "exclude", "indexes", "suites",
             "gate", "ci", "interpreters", "timeouts")
 # \Z, not $ (which also matches before a final newline), and [0-9], not \d (which also
@@ -111,7 +114,7 @@ class Axis:
 
 @dataclass(frozen=True)
 class Project:
-    path: Path
+    path: Path | None  # the source tree; None: a release tested from its wheels alone
     import_name: str
     abi3: SpecifierSet | None  # torch versions built abi3; None: never
     build_torch_attr: str | None
@@ -119,7 +122,26 @@ class Project:
     cuda_archs: tuple[str, ...] = DEFAULT_CUDA_ARCHS  # TORCH_CUDA_ARCH_LIST of CUDA builds
     nvcc: str = "auto"  # auto, pypi, or a path (COMPATMATRIX_NVCC overrides it)
     cuda_code: str = "required"  # or "optional": a CUDA variant may ship no GPU code
+    # Wheels built elsewhere, tested instead of building: globs relative to matrix.yaml (or a
+    # folder given with run --wheels); where each glob is written, for messages
+    wheels: tuple[str, ...] = ()
+    wheels_at: tuple[Location, ...] = field(default=(), compare=False, repr=False)
+    # A published release, "NAME==VERSION": each cell tests the wheel its resolution picks
+    requirement: str | None = None
+    requirement_at: Location | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def mode(self) -> str:
+        """What a cell tests: "built" (from the source), "given" or "published" wheels."""
+        if self.requirement is not None:
+            return "published"
+        return "given" if self.wheels else "built"
+
+    @property
+    def source(self) -> Path | None:
+        """The source tree whose files source-based checks read (never a published
+        release's: its wheel need not come from this tree)."""
+        return self.path if self.requirement is None else None
 
 
 
@@ -257,11 +279,29 @@ def _check_version(value: YValue) -> None:
 def _parse_project(value: YValue, root: Path) -> Project:
     mapping = as_map(value, "project")
     check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr",
-                                    "test_requires", "cuda_archs", "nvcc", "cuda_code"),
-               required=("path", "import"))
-    rel = as_scalar_text(_get(mapping, "path"), "project.path")
-    path = _project_folder(rel, root, _get(mapping, "path").at)
-    read_project(path, at=_get(mapping, "path").at)  # a setup mistake is found by plan too
+                                    "test_requires", "cuda_archs", "nvcc", "cuda_code",
+                                    "wheels", "requirement"),
+               required=("import",))
+    wheels, wheels_at = _parse_wheels(mapping.get("wheels"))
+    requirement_node = mapping.get("requirement")
+    requirement = (release_requirement(as_scalar_text(requirement_node, "project.requirement"),
+                                       requirement_node.at)
+                   if requirement_node is not None else None)
+    if wheels and requirement_node is not None:
+        raise SpecError(requirement_node.at, "project.requirement and project.wheels both "
+                        "name what to test", "keep one: wheels: [GLOB] tests wheels built "
+                        "elsewhere, requirement: NAME==VERSION a published release")
+    path_node = mapping.get("path")
+    path = None
+    if path_node is None and not wheels and requirement is None:
+        raise SpecError(mapping.at, "project needs 'path' (the source to build), 'wheels' "
+                        "(wheels built elsewhere) or 'requirement' (a published release)",
+                        "e.g. project: {path: ., import: mypkg}")
+    if path_node is not None:
+        rel = as_scalar_text(path_node, "project.path")
+        path = _project_folder(rel, root, path_node.at)
+        if not wheels and requirement is None:  # only a source that is built must build
+            read_project(path, at=path_node.at)  # a setup mistake is found by plan too
     import_name = as_scalar_text(_get(mapping, "import"), "project.import")
     abi3_node = mapping.get("abi3")
     attr_node = mapping.get("build_torch_attr")
@@ -282,7 +322,57 @@ def _parse_project(value: YValue, root: Path) -> Project:
         nvcc=_parse_nvcc(mapping.get("nvcc")),
         cuda_code=_parse_choice(mapping.get("cuda_code"), "project.cuda_code",
                                 ("required", "optional")),
+        wheels=wheels, wheels_at=wheels_at, requirement=requirement,
+        requirement_at=requirement_node.at if requirement_node is not None else None,
     )
+
+
+def _parse_wheels(value: YValue | None) -> tuple[tuple[str, ...], tuple[Location, ...]]:
+    """project.wheels: globs of wheel files, relative to matrix.yaml (checked when a run
+    looks for the wheels: they are often built after the matrix is written)."""
+    if value is None:
+        return (), ()
+    seq = as_list(value, "project.wheels", allow_empty=False)
+    globs, places = [], []
+    for node in seq.items:
+        text = as_scalar_text(node, "a value of project.wheels")
+        if not text.strip() or len(text) > MAX_PATH_CHARS or "\0" in text:
+            raise SpecError(node.at, f"project.wheels: {_short(text)} is not a glob",
+                            "write a glob of wheel files relative to matrix.yaml, e.g. "
+                            "'dist/*.whl'")
+        if not text.endswith((".whl", "*")):
+            raise SpecError(node.at, f"project.wheels: {_short(text)} does not name wheel "
+                            "files", "end the glob with .whl, e.g. 'dist/*.whl' or "
+                            "'wheelhouse/mypkg-*.whl'")
+        if text in globs:
+            raise SpecError(node.at, f"duplicate glob {text!r} in project.wheels")
+        globs.append(text)
+        places.append(node.at)
+    return tuple(globs), tuple(places)
+
+
+def release_requirement(text: str, at: Location | None) -> str:
+    """A published release, ``NAME==VERSION``: exactly one version of one package, so that
+    every cell tests the same release. SpecError at ``at`` (UsageError without) otherwise."""
+    hint = ("name one released version, e.g. 'compat-kernels==1.0.2' (the package as on the "
+            "index, '==', the version)")
+    why = ""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as exc:
+        why = f"is not a requirement ({str(exc).splitlines()[0]})"
+    else:
+        pins = list(requirement.specifier)
+        if requirement.url or requirement.marker is not None or requirement.extras:
+            why = "must be NAME==VERSION, without a URL, extras or markers"
+        elif len(pins) != 1 or pins[0].operator != "==" or "*" in pins[0].version:
+            why = "must pin one version with '==' (a range would test whatever is newest)"
+    if not why:
+        return text.strip()
+    message = f"project.requirement {_short(text)} {why}"
+    if at is None:
+        raise UsageError(f"--requirement {_short(text)} {why}; {hint}")
+    raise SpecError(at, message, hint)
 
 
 def _parse_choice(value: YValue | None, what: str, choices: tuple[str, ...]) -> str:
@@ -754,6 +844,32 @@ def _parse_timeouts(value: YValue | None) -> tuple[tuple[str, int], ...]:
     return tuple((key.text, as_int(node, f"timeouts.{key.text}", minimum=1,
                                    maximum=MAX_TIMEOUT_SECONDS, unit="s"))
                  for key, node in mapping.entries)
+
+
+def with_wheels(matrix: Matrix, folder: Path) -> Matrix:
+    """``matrix`` testing the wheels in ``folder`` (run --wheels) instead of building."""
+    if matrix.project is None:
+        raise UsageError(f"{matrix.path}: --wheels needs a project to test: add project: "
+                         "{import: NAME} (the module the wheels install) to the matrix")
+    if not folder.is_dir():
+        what = "does not exist" if not os.path.lexists(folder) else "is not a folder"
+        raise UsageError(f"--wheels {folder} {what}; give the folder that holds the wheels "
+                         "to test (e.g. dist/ or wheelhouse/)")
+    project = replace(matrix.project, wheels=(str(folder.resolve() / "*.whl"),),
+                      wheels_at=(), requirement=None, requirement_at=None)
+    return replace(matrix, project=project)
+
+
+def with_release(matrix: Matrix, requirement: str) -> Matrix:
+    """``matrix`` testing the published release ``requirement`` (run --requirement)."""
+    text = release_requirement(requirement, None)
+    if matrix.project is None:
+        name = canonicalize_name(Requirement(text).name).replace("-", "_")
+        project = Project(path=None, import_name=name, abi3=None, build_torch_attr=None)
+    else:
+        project = matrix.project
+    project = replace(project, wheels=(), wheels_at=(), requirement=text, requirement_at=None)
+    return replace(matrix, project=project)
 
 
 def package_requirement(name: str, value: str) -> str | None:

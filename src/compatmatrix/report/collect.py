@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,7 +70,11 @@ def collect(matrix: Matrix, sources: Sequence[Path], *, commit: str | None = Non
         copies = [f for f in found.get(cell.id, []) if not _foreign(cell, f, unreadable)]
         if copies:
             chosen, conflict = _settle(copies)
-            report = _cell_report(matrix, cell, chosen, reproduce)
+            # what the run was told beyond the matrix (--wheels DIR, --requirement ...)
+            _, marker, told = chosen.record.reproduce.partition(f" --cell {cell.id} ")
+            report = _cell_report(matrix, cell, chosen,
+                                  f"{reproduce} {_told(told, chosen.record.root)}"
+                                  if marker else reproduce)
             if conflict:
                 report = replace(report, evidence=(conflict,))
             cells.append(report)
@@ -174,7 +179,8 @@ def _cell_report(matrix: Matrix, cell: Cell, found: _Found, reproduce: str) -> C
         suites=_suites(matrix, record, _junit_files(cell.id, found.root)),
         durations={k: round(v, 1) for k, v in sorted(record.durations.items())},
         wheel_reused=record.wheel_reused, built_with_torch=record.built_with_torch,
-        running_torch=record.running_torch)
+        running_torch=record.running_torch,
+        artifact=record.artifact.to_json() if record.artifact is not None else None)
 
 
 def _junit_files(cell_id: str, root: Path) -> Mapping[str, Path]:
@@ -237,6 +243,18 @@ def _count_problems(status: str, collected: int, evidence: JUnitEvidence) -> tup
                         f"failed and {evidence.errors} errors")
     return tuple(problems)
 
+
+
+def _told(args: str, root: str) -> str:
+    """A run's options beyond the matrix (``--wheels DIR``) with no path of that machine: a
+    folder outside the repository is named by its last part (CI downloads the wheels into
+    a folder of that name in the checkout)."""
+    try:
+        words = shlex.split(scrub_paths(args, root))
+    except ValueError:
+        return ""
+    return " ".join(shlex.quote(Path(w).name if w.startswith(("/", "~")) else w)
+                    for w in words)
 
 
 def scrub_paths(text: str, root: str) -> str:

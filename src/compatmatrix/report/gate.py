@@ -1,7 +1,8 @@
 """The release gate: may this release go ahead, given the results and the baseline?
 
 It fails (exit 1, one line per reason, each with the command that reproduces it) when a
-cell required by matrix.yaml is not ``passed``, or when a cell that passed in the baseline
+cell required by matrix.yaml is not ``passed``, when a cell found no given or published wheel
+(failed at ``select``: the release lacks it), or when a cell that passed in the baseline
 (by default the committed reports/compatibility.json) now does not. New cells and
 ``incompatible`` cells are reported without failing, unless matrix.yaml's ``gate`` says
 otherwise. Tests quarantined in matrix.yaml (until their expiry date) do not fail a cell.
@@ -50,6 +51,11 @@ def evaluate(gate: Gate, current: Report, baseline: Report | None,
     notes: list[Verdict] = []
     quarantined = _QuarantineCheck(gate.quarantine, today)
     failures += _required(gate, current, quarantined)
+    # a release without a wheel for a cell of its matrix does not ship, required or not
+    failures += [Verdict(cell.id, f"the release has no wheel for this cell: {cell.reason}",
+                         cell.reproduce) for cell in current.cells
+                 if cell.status == "failed" and cell.stage == "select"
+                 and all(f.cell != cell.id for f in failures)]
     failures += [Verdict(cell.id, f"the evidence cannot be trusted: {problem}", cell.reproduce)
                  for cell in current.cells for problem in cell.evidence]
     if gate.declared_ranges:  # a declared range that admits a version measured failing

@@ -193,6 +193,8 @@ def _cell(cell: CellReport) -> str:
         facts += [("missing", fact) for fact in unavailable_facts(cell.details, cell.reason)]
     facts += [("axes", ", ".join(f"{k}={v or 'none'}" for k, v in cell.axes.items())),
               ("build key", cell.build_key)]
+    if cell.artifact_text:
+        facts.append(("wheel tested", cell.artifact_text))
     facts += [("problem", problem) for problem in cell.problems]
     dl = f"<dt>status</dt><dd>{mark_svg(status)} {escape(cell.status)}</dd>" + "".join(
         f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in facts)

@@ -32,8 +32,22 @@ def render(report: Report) -> str:
     parts = [_header(report), _legend(), _grids(report), _together(report),
              "\n".join(declared_lines(declared_ranges(report))).rstrip(),
              _failures(report), _incompatible(report), _unavailable(report),
-             _not_run(report), _problems(report), _flaky(report), _missing(report)]
+             _not_run(report), _problems(report), _flaky(report), _missing(report),
+             _artifacts(report)]
     return "\n\n".join(part for part in parts if part) + "\n"
+
+
+def _artifacts(report: Report) -> str:
+    """The wheel each cell tested: a release gate judges the files that ship."""
+    cells = [cell for cell in report.cells if cell.artifact_text]
+    if not cells:
+        return ""
+    lines = ["## Wheels tested", "", "| cell | wheel | sha256 | origin |", "|---|---|---|---|"]
+    lines += [_row([cell.id, code(str(cell.artifact.get("file", ""))) if cell.artifact else "",
+                    code(str(cell.artifact.get("sha256", ""))[:12]) if cell.artifact else "",
+                    str(cell.artifact.get("origin", "")) if cell.artifact else ""])
+              for cell in cells]
+    return "\n".join(lines)
 
 
 def text(value: str) -> str:

@@ -108,6 +108,16 @@ class CellReport:
     evidence: tuple[str, ...] = ()
     # what the package declares, with the extras in play: (requirement, extra or "")
     declared: tuple[tuple[str, str], ...] = ()
+    # the wheel tested: {"file", "sha256", "origin": built, given or published}
+    artifact: dict[str, str] | None = None
+
+    @property
+    def artifact_text(self) -> str:
+        """``name.whl (sha256 1a2b3c4d5e6f, given)``; "" when no wheel was tested."""
+        if not self.artifact:
+            return ""
+        return (f"{self.artifact.get('file', '')} (sha256 {self.artifact.get('sha256', '')[:12]}"
+                f", {self.artifact.get('origin', '')})")
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -129,7 +139,7 @@ class CellReport:
                 "built_with_torch": self.built_with_torch, "running_torch": self.running_torch,
                 "evidence": list(self.evidence), "problems": list(self.problems),
                 "declared": [list(pair) for pair in self.declared],
-                "verified": self.verified}
+                "artifact": self.artifact, "verified": self.verified}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CellReport:
@@ -144,7 +154,9 @@ class CellReport:
             built_with_torch=data.get("built_with_torch"),
             evidence=tuple(data.get("evidence", ())),
             declared=tuple((str(r), str(e)) for r, e in data.get("declared", ())),
-            running_torch=data.get("running_torch"))
+            running_torch=data.get("running_torch"),
+            artifact={str(k): str(v) for k, v in data["artifact"].items()}
+            if isinstance(data.get("artifact"), dict) else None)
 
 
 @dataclass(frozen=True)
@@ -270,6 +282,7 @@ def _cell_problem(cell: object) -> str:
                   for x in v.values())),
               ("built_with_torch", lambda v: isinstance(v, (str, type(None)))),
               ("running_torch", lambda v: isinstance(v, (str, type(None)))),
+              ("artifact", lambda v: v is None or _text_map(v)),
               ("suites", lambda v: isinstance(v, list) and all(_suite_shape(s) for s in v)))
     for key, check in checks:
         if key in cell and not check(cell[key]):

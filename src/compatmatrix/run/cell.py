@@ -7,6 +7,7 @@ this cell only; the record is always written, atomically.
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 import traceback
@@ -15,12 +16,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from compatmatrix.host.gpu import cell_kind_problem
 from compatmatrix.host.indexes import index_url_for
 from compatmatrix.host.interpreters import InterpreterFinder
 from compatmatrix.host.toolchain import NVCC_ENV, nvcc_setting
 from compatmatrix.host.uv import Sources, choose_sources
-from compatmatrix.model.outcomes import Finding, Stage, SuiteResult, SuiteStatus, stage_label
+from compatmatrix.model.outcomes import (
+    Artifact,
+    Finding,
+    Stage,
+    SuiteResult,
+    SuiteStatus,
+    stage_label,
+)
 from compatmatrix.model.plan import Cell
 from compatmatrix.model.project import (
     ProjectMeta,
@@ -54,6 +65,14 @@ from compatmatrix.stages.resolve import (
     torch_requirement,
     unwanted_pins,
     wheel_requirement_problems,
+)
+from compatmatrix.stages.select import (
+    GivenWheel,
+    Selection,
+    fetch_release,
+    label_problem,
+    sha_file,
+    torch_problem,
 )
 from compatmatrix.stages.suites import run_suite
 
@@ -93,6 +112,15 @@ class RunContext:
     # offline first (stages/resolve.py, snapshot)
     index_snapshot: Path | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    # wheels built elsewhere (project.wheels, run --wheels), read once, and where they are
+    given: tuple[GivenWheel, ...] = ()
+    given_where: str = ""
+    selections: Mapping[str, Selection] = field(default_factory=dict)  # cell id -> its wheel
+
+    @property
+    def built_nothing(self) -> bool:
+        """The cells test given or published wheels: nothing is built here."""
+        return self.matrix.project is not None and self.matrix.project.mode != "built"
 
     def timeout(self, stage: Stage) -> float:
         return float(dict(self.matrix.timeouts).get(stage.value, DEFAULT_TIMEOUTS[stage]))
@@ -121,8 +149,14 @@ def run_cell(ctx: RunContext, cell: Cell, on_stage: StageHook | None = None) -> 
 
 def _base_record(ctx: RunContext, cell: Cell) -> CellRecord:
     axes = {name: (None if value == NONE else value) for name, value in cell.axes}
+    reproduce = reproduce_command(ctx.matrix.path, cell.id)
+    project = ctx.matrix.project
+    if project is not None and project.wheels and not project.wheels_at:  # run --wheels DIR
+        reproduce += f" --wheels {shlex.quote(str(Path(project.wheels[0]).parent))}"
+    elif project is not None and project.requirement and project.requirement_at is None:
+        reproduce += f" --requirement {shlex.quote(project.requirement)}"
     return CellRecord(cell=cell.id, axes=axes, status=Status.ERROR, build_key=cell.build_key,
-                      reproduce=reproduce_command(ctx.matrix.path, cell.id),
+                      reproduce=reproduce,
                       root=str(ctx.repo_root))
 
 
@@ -158,9 +192,19 @@ class _CellRun:
     def run(self) -> CellRecord:
         self.audit_errors: tuple[Finding, ...] = ()
         self.setup_reused = False
-        setup = (self.build, self.audit, self.install, self.identity)
-        for step in (self.interpreter, self.metadata, self.resolve, self.reuse,
-                     self.stop_after_resolve, *setup, self.suites):
+        self.given: GivenWheel | None = None  # a wheel built elsewhere (given or published)
+        if self.ctx.built_nothing:
+            # the audit reads the cell's torch where the wheel is installed: there is no
+            # build environment (and nothing is built)
+            setup: tuple[Callable[[], CellRecord | None], ...] = (
+                self.install, self.audit, self.identity)
+            steps = (self.interpreter, self.metadata, self.resolve, self.select, self.reuse,
+                     self.stop_after_resolve, *setup, self.suites)
+        else:
+            setup = (self.build, self.audit, self.install, self.identity)
+            steps = (self.interpreter, self.metadata, self.resolve, self.reuse,
+                     self.stop_after_resolve, *setup, self.suites)
+        for step in steps:
             if self.setup_reused and step in setup:
                 continue  # only the tests changed: the wheel, the venv and identity hold
             final = step()
@@ -202,7 +246,9 @@ class _CellRun:
                              interpreter=str(self.record.interpreter),
                              pins=self.record.resolved, gpus=ctx.gpus,
                              machine=self.machine_inputs(),
-                             mode="resolve" if ctx.until is Stage.RESOLVE else "run")
+                             mode="resolve" if ctx.until is Stage.RESOLVE else "run",
+                             artifact=self.record.artifact.sha256
+                             if self.record.artifact is not None else "")
         self.record = self.record.but(inputs=inputs.all, setup_inputs=inputs.setup)
         previous = read_record(ctx.workdir.record(self.cell.id))
         if ctx.force or previous is None or previous.status is Status.ERROR:
@@ -228,6 +274,7 @@ class _CellRun:
             self.on_stage(self.cell.id, "reused setup")
         self.record = self.record.but(
             wheel=previous.wheel, wheel_reused=True, built_with_torch=previous.built_with_torch,
+            artifact=previous.artifact,
             running_torch=previous.running_torch, audit=previous.audit,
             identity=previous.identity, setup_reused=True)
         self.logs.update({stage: log for stage, log in previous.logs.items()
@@ -240,6 +287,13 @@ class _CellRun:
             return None
         return self.end(Status.RESOLVABLE, Stage.RESOLVE,
                         "the pins install together; nothing built or tested")
+
+    @property
+    def source(self) -> Path:
+        """The source tree that is built (a matrix without one builds nothing)."""
+        path = self.ctx.matrix.package.source
+        assert path is not None, "only a project with a source tree is built"
+        return path
 
     @property
     def torch_preinstalled(self) -> bool:
@@ -261,6 +315,8 @@ class _CellRun:
         ctx = self.ctx
         self.index_url = index_url_for(ctx.matrix.indexes, self.cell.value("cuda"))
         self.sources: Sources = choose_sources(self.index_url, ctx.find_links)
+        if ctx.built_nothing:
+            return self.release_metadata()
         if ctx.project is None:  # a pins table: only the axes are resolved
             self.meta: ProjectMeta = ProjectMeta("", None, (), (), None, "no project")
             return None
@@ -269,7 +325,7 @@ class _CellRun:
             return None
         torch = self.cell.value("torch") or NONE
         request = MetadataRequest(
-            build_key=self.cell.build_key, project=ctx.matrix.package.path,
+            build_key=self.cell.build_key, project=self.source,
             files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
             interpreter=self.python, build_system=ctx.project.build_system,
             torch_requirement=None if torch in (NONE, PREINSTALLED) else
@@ -285,6 +341,89 @@ class _CellRun:
         if result.meta is None:
             return self.end(Status.FAILED, Stage.METADATA, result.reason, result.details)
         self.meta = result.meta
+        return None
+
+    def release_metadata(self) -> CellRecord | None:
+        """What a wheel built elsewhere requires: the given wheel's METADATA; for a published
+        release, the release itself (its requirements come with it from the index)."""
+        project = self.ctx.matrix.package
+        if project.requirement is not None:
+            release = Requirement(project.requirement)
+            extras = cell_extras(self.cell)
+            text = f"{release.name}{'[' + ','.join(extras) + ']' if extras else ''}" \
+                   f"{release.specifier}"
+            self.meta = ProjectMeta(release.name, next(iter(release.specifier)).version,
+                                    (text,), tuple(extras), None,
+                                    f"the published release {project.requirement}")
+            return None
+        selection = self.ctx.selections.get(self.cell.id) or Selection(
+            None, f"no wheel was chosen for {self.cell.id} in {self.ctx.given_where}")
+        if selection.wheel is None:
+            return self.end(Status.FAILED, Stage.SELECT, selection.reason, selection.details)
+        self.given = selection.wheel
+        # the wheel is an input from here on: a verdict decided from its metadata alone
+        # (an extra's conflict at resolve) must not outlive a replaced wheel
+        self.record = self.record.but(wheel=str(selection.wheel.path), artifact=Artifact(
+            selection.wheel.file, sha_file(selection.wheel.path), "given"))
+        try:
+            self.meta = parse_metadata(read_wheel_metadata(selection.wheel.path),
+                                       f"the wheel {selection.wheel.file}")
+        except (OSError, ValueError, KeyError, StopIteration, zipfile.BadZipFile) as exc:
+            return self.end(Status.FAILED, Stage.SELECT, f"the wheel {selection.wheel.file} "
+                            f"has no readable METADATA ({exc})")
+        self.record = self.record.but(declared=self.declared(self.meta))
+        return None
+
+    def select(self) -> CellRecord | None:
+        """The wheel the cell tests, checked against the resolved torch; a published release's
+        wheel is fetched first. Nothing is built."""
+        if self.ctx.until is Stage.RESOLVE:
+            return None
+        project = self.ctx.matrix.package
+        origin = "given"
+        if project.requirement is not None:
+            origin = "published"
+            final = self.fetch()
+            if final is not None:
+                return final
+        wheel = self.given
+        assert wheel is not None
+        torch = None if self.torch_preinstalled else self.record.resolved.get("torch")
+        problem = label_problem(wheel.label, self.cell.value("cuda"), torch)
+        if problem is None and torch is not None:
+            problem = torch_problem(wheel, python=self.cell.python, torch=torch)
+        if problem is not None:
+            why = f"{wheel.file} {problem}, and the cell resolved torch {torch}"
+            return self.end(Status.FAILED, Stage.SELECT, why, (why,))
+        if self.record.artifact is None:  # a given wheel's was taken when it was chosen
+            self.record = self.record.but(wheel=str(wheel.path), artifact=Artifact(
+                wheel.file, sha_file(wheel.path), origin))
+        return None
+
+    def fetch(self) -> CellRecord | None:
+        ctx, release = self.ctx, Requirement(self.ctx.matrix.package.requirement or "")
+        version = self.record.resolved.get(canonicalize_name(release.name)) or next(
+            iter(release.specifier)).version
+        fetched = fetch_release(
+            release.name, version, python=self.cell.python, variant=self.cell.value("cuda"),
+            torch=None if self.torch_preinstalled else self.record.resolved.get("torch"),
+            uv=ctx.uv, interpreter=self.python, sources=self.sources,
+            folder=ctx.workdir.root / "published" / self.cell.id, log=self.log("select"),
+            env=ctx.env, timeout=ctx.timeout(Stage.RESOLVE))
+        self.durations["select"] = fetched.duration
+        if fetched.wheel is None:
+            if fetched.unavailable:
+                self.record = self.record.but(inputs="")
+                return self.end(Status.UNAVAILABLE, Stage.SELECT, fetched.reason,
+                                fetched.details)
+            return self.end(Status.FAILED, Stage.SELECT, fetched.reason, fetched.details)
+        self.given = fetched.wheel
+        try:
+            meta = parse_metadata(read_wheel_metadata(fetched.wheel.path),
+                                  f"the wheel {fetched.wheel.file}")
+        except (OSError, ValueError, KeyError, StopIteration, zipfile.BadZipFile):
+            return None  # the audit reports an unreadable wheel
+        self.record = self.record.but(declared=self.declared(meta))
         return None
 
     def resolve(self) -> CellRecord | None:
@@ -340,7 +479,7 @@ class _CellRun:
         torch = self.record.resolved.get("torch")
         project = ctx.matrix.package
         request = BuildRequest(
-            build_key=self.cell.build_key, project=project.path,
+            build_key=self.cell.build_key, project=self.source,
             files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
             interpreter=self.python, torch_version=torch,
             build_requires=ctx.project.build_requires if ctx.project else (),
@@ -353,7 +492,9 @@ class _CellRun:
         self.built = result
         self.record = self.record.but(
             wheel=str(result.wheel) if result.wheel else None, wheel_reused=result.reused,
-            built_with_torch=result.torch_version)
+            built_with_torch=result.torch_version,
+            artifact=Artifact(result.wheel.name, sha_file(result.wheel), "built")
+            if result.wheel else None)
         if not result.ok:
             if result.unavailable:  # e.g. no matching nvcc: try again once one is installed
                 self.record = self.record.but(inputs="")
@@ -391,19 +532,34 @@ class _CellRun:
 
     def audit(self) -> CellRecord | None:
         start = time.monotonic()
-        assert self.built.wheel is not None
-        # every Python of the cells that share this wheel: an abi3 wheel claims to load on all
-        pythons = sorted({c.python for c in self.ctx.cells
-                          if c.build_key == self.cell.build_key}, key=_version_key)
+        if self.given is not None:
+            # a wheel built elsewhere, judged against the cell's torch where it is installed,
+            # for every Python of the cells it was chosen for
+            wheel, facts = self.given.path, read_torch_facts(self.venv_python)
+            torch_version, torch_cuda, nvcc = facts.version, facts.cuda, None
+            lib_dirs: tuple[Path, ...] = ((facts.root / "lib",) if facts.root is not None
+                                          and (facts.root / "lib").is_dir() else ())
+            pythons = sorted({c.python for c in self.ctx.cells
+                              if (s := self.ctx.selections.get(c.id)) is not None
+                              and s.wheel == self.given} | {self.cell.python}, key=_version_key)
+        else:
+            assert self.built.wheel is not None
+            wheel, torch_version, torch_cuda = (self.built.wheel, self.built.torch_version,
+                                                self.built.torch_cuda)
+            lib_dirs, nvcc = self.built.torch_lib_dirs, self.built.cuda_compiled
+            # every Python of the cells that share this wheel: an abi3 wheel claims to load
+            # on all
+            pythons = sorted({c.python for c in self.ctx.cells
+                              if c.build_key == self.cell.build_key}, key=_version_key)
         suites = self.ctx.matrix.suites
-        report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
+        report = audit_wheel(wheel, python=self.cell.python, pythons=pythons,
                              compiled_sources=self.ctx.digests.has_compiled_sources(),
                              cuda_sources=self.ctx.digests.cuda_sources(),
-                             nvcc_ran=self.built.cuda_compiled,
+                             nvcc_ran=nvcc,
                              cuda_code_optional=self.ctx.matrix.package.cuda_code == "optional",
-                             torch_version=self.built.torch_version,
-                             torch_lib_dirs=self.built.torch_lib_dirs,
-                             torch_cuda=self.built.torch_cuda,
+                             torch_version=torch_version,
+                             torch_lib_dirs=lib_dirs,
+                             torch_cuda=torch_cuda,
                              gpu_suites={s.name: s.gpu for s in suites if s.gpu},
                              )
         self.durations["audit"] = time.monotonic() - start
@@ -418,9 +574,10 @@ class _CellRun:
 
     def install(self) -> CellRecord | None:
         ctx = self.ctx
-        assert self.built.wheel is not None
+        wheel = self.given.path if self.given is not None else self.built.wheel
+        assert wheel is not None
         result = install_cell_env(
-            ctx.workdir.env(self.cell.id), interpreter=self.python, wheel=self.built.wheel,
+            ctx.workdir.env(self.cell.id), interpreter=self.python, wheel=wheel,
             lock=ctx.workdir.lock(self.cell.id), sources=self.sources, uv=ctx.uv, env=ctx.env,
             log=self.log("install"), timeout=ctx.timeout(Stage.INSTALL),
             system_site_packages=self.torch_preinstalled)
@@ -438,7 +595,8 @@ class _CellRun:
             package_axes=[a.name for a in matrix.axes if a.kind == "package"],
             import_name=matrix.package.import_name,
             build_torch_attr=matrix.package.build_torch_attr,
-            wheel_torch=self.built.torch_version, log=self.log("identity"),
+            wheel_torch=self.built.torch_version if self.given is None else None,
+            log=self.log("identity"),
             timeout=self.ctx.timeout(Stage.IDENTITY), venv=self.ctx.workdir.env(self.cell.id),
             cwd=self.ctx.workdir.neutral(self.cell.id))
         self.durations["identity"] = time.monotonic() - start

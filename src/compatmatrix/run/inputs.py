@@ -52,9 +52,9 @@ class ProjectDigests:
 
     def files(self) -> list[Path]:
         """The build input: the project's files, relative to it, tests and work files out."""
-        project = self._matrix.project
-        files: list[Path] = self._once("files", lambda: [] if project is None else source_files(
-            project.path, (*self.test_paths(), *self._exclude), self._env))
+        source = self._matrix.project.source if self._matrix.project is not None else None
+        files: list[Path] = self._once("files", lambda: [] if source is None else source_files(
+            source, (*self.test_paths(), *self._exclude), self._env))
         return files
 
     def has_compiled_sources(self) -> bool:
@@ -66,9 +66,9 @@ class ProjectDigests:
         return tuple(str(f) for f in self.files() if f.suffix in CUDA_SUFFIXES)
 
     def source(self) -> str:
-        project = self._matrix.project
-        digest: str = self._once("source", lambda: "" if project is None else digest_files(
-            project.path, self.files()))
+        source = self._matrix.project.source if self._matrix.project is not None else None
+        digest: str = self._once("source", lambda: "" if source is None else digest_files(
+            source, self.files()))
         return digest
 
     def tests(self) -> str:
@@ -103,15 +103,22 @@ class CellInputs:
 def cell_inputs(matrix: Matrix, digests: ProjectDigests, *, axes: Mapping[str, str],
                 build_key: str, interpreter: str, pins: Mapping[str, str],
                 gpus: object, machine: Mapping[str, str] | None = None,
-                mode: str = "run") -> CellInputs:
+                mode: str = "run", artifact: str = "") -> CellInputs:
     """``machine``: what else the cell depends on here (the nvcc forced, a preinstalled torch);
-    ``mode``: a full run, or resolve only (whose records never stand in for a full run's)."""
+    ``mode``: a full run, or resolve only (whose records never stand in for a full run's);
+    ``artifact``: the sha256 of the given or published wheel the cell tests (not where it
+    lies: the same wheel in another folder is the same input)."""
+    project = None
+    if matrix.project is not None:
+        project = {key: value for key, value in _plain(asdict(matrix.project)).items()
+                   if key not in ("wheels", "wheels_at", "requirement_at")}
     setup = {
         "mode": mode,
         "compatmatrix": __version__,
         "axes": dict(axes),
         "build_key": build_key,
-        "project": _plain(asdict(matrix.project)) if matrix.project is not None else None,
+        "project": project,
+        "artifact": artifact,
         "indexes": _plain(asdict(matrix.indexes)),
         "timeouts": dict(matrix.timeouts),
         "interpreter": interpreter,

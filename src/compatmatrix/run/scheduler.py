@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import glob
 import os
 import shutil
 import threading
@@ -21,13 +22,15 @@ from compatmatrix.model.outcomes import Stage
 from compatmatrix.model.plan import Cell, plan_cells
 from compatmatrix.model.project import read_project
 from compatmatrix.model.record import CellRecord, Status
-from compatmatrix.model.spec import NONE, Matrix
+from compatmatrix.model.spec import NONE, PREINSTALLED, Matrix, is_specifier
 from compatmatrix.model.workdir import REPORT_FILES, WorkDir, report_dir
 from compatmatrix.run.cell import Cancelled, RunContext, run_cell
 from compatmatrix.run.inputs import ProjectDigests
 from compatmatrix.run.progress import LineProgress, Progress
+from compatmatrix.stages.select import GivenWheel, Selection, read_wheel, select_wheel
 
-__all__ = ["RESOLVE_ONLY_FACTOR", "make_context", "run_cells", "select_cells"]
+__all__ = ["RESOLVE_ONLY_FACTOR", "choose_wheels", "find_given_wheels", "make_context",
+           "run_cells", "select_cells"]
 
 RESOLVE_ONLY_FACTOR = 8  # resolve-only cells in flight per core
 
@@ -42,8 +45,11 @@ def make_context(matrix: Matrix, workdir: Path, env: Mapping[str, str],
     Stage.RESOLVE for a resolve-only run (its records go to pins/)."""
     if until is not Stage.RESOLVE:
         matrix.package  # noqa: B018  # a project is needed past resolve: else exit 2
-    # a setup mistake in the project stops here, exit 2
-    project = read_project(matrix.project.path) if matrix.project is not None else None
+    # a setup mistake in the project stops here, exit 2 (only a source that is built)
+    project = (read_project(matrix.project.path) if matrix.project is not None
+               and matrix.project.mode == "built" and matrix.project.path is not None
+               else None)
+    given, where = find_given_wheels(matrix)
     work = WorkDir(workdir.resolve(), "pins" if until is Stage.RESOLVE else "results")
     work.ensure()
     snapshot = None
@@ -60,7 +66,73 @@ def make_context(matrix: Matrix, workdir: Path, env: Mapping[str, str],
         uv=uv_command(env), find_links=tuple(expand_find_links(matrix.indexes, env)),
         jobs=jobs, gpus=gpu_capabilities(env),
         digests=ProjectDigests(matrix, exclude, env), force=force, until=until,
-        index_snapshot=snapshot)
+        index_snapshot=snapshot, given=given, given_where=where)
+
+
+def find_given_wheels(matrix: Matrix) -> tuple[tuple[GivenWheel, ...], str]:
+    """The wheel files project.wheels (or run --wheels) names, read once, and how messages
+    name where they are. A glob that matches no wheel is a usage error: a release whose
+    wheels are not where the matrix says is not tested."""
+    project = matrix.project
+    if project is None or project.mode != "given":
+        return (), ""
+    found: dict[Path, GivenWheel] = {}
+    for index, pattern in enumerate(project.wheels):
+        full = Path(pattern) if os.path.isabs(pattern) else matrix.root / pattern
+        paths = sorted(Path(p) for p in glob.glob(str(full)) if p.endswith(".whl")
+                       and os.path.isfile(p))
+        if not paths:
+            at = f"{project.wheels_at[index]}: " if index < len(project.wheels_at) else ""
+            where = f"project.wheels {pattern!r}" if at else f"--wheels {full.parent}"
+            raise UsageError(f"{at}{where} matches no wheel file (*.whl); build the wheels "
+                             "first (e.g. uv build --wheel, cibuildwheel), or point it at "
+                             "the folder that holds them")
+        for path in paths:
+            found.setdefault(path.resolve(), read_wheel(path.resolve()))
+    return tuple(found[p] for p in sorted(found)), _where(matrix)
+
+
+def _where(matrix: Matrix) -> str:
+    """The wheels' folder (or globs) for messages, relative to matrix.yaml where it is under
+    it, else by its name: a report read on another machine names no path of this one."""
+    assert matrix.project is not None
+    shown = []
+    for pattern in matrix.project.wheels:
+        path = Path(pattern)
+        if path.is_absolute():
+            path = (path.relative_to(matrix.root.resolve())
+                    if path.is_relative_to(matrix.root.resolve())
+                    else Path(path.parent.name) / path.name)
+        text = str(path)
+        shown.append(text[:-len("/*.whl")] + "/" if text.endswith("/*.whl") else text)
+    return ", ".join(shown)
+
+
+def choose_wheels(ctx: RunContext, cells: Sequence[Cell]) -> dict[str, Selection]:
+    """Each cell's given wheel, before any cell runs: a cell that more than one wheel fits
+    is a usage error (which of them would ship?)."""
+    project = ctx.matrix.project
+    if project is None or project.mode != "given":
+        return {}
+    chosen: dict[str, Selection] = {}
+    ambiguous: list[str] = []
+    for cell in cells:
+        torch = cell.value("torch")
+        known = torch is not None and (torch == NONE or not (
+            torch == PREINSTALLED or is_specifier(torch)))
+        selection = select_wheel(
+            ctx.given, where=ctx.given_where, python=cell.python,
+            variant=cell.value("cuda"), torch=None if torch == NONE else torch,
+            torch_known=known)
+        if selection.ambiguous:
+            ambiguous.append(f"  {cell.id}: {', '.join(selection.ambiguous)}")
+        chosen[cell.id] = selection
+    if ambiguous:
+        raise UsageError(f"more than one wheel in {ctx.given_where} fits a cell, so which one "
+                         "ships is not clear:\n" + "\n".join(sorted(ambiguous)) +
+                         "\n  keep one wheel per Python, platform, torch and variant in the "
+                         "folder (or narrow project.wheels)")
+    return chosen
 
 
 def select_cells(cells: Sequence[Cell], ids: Sequence[str] = (),
@@ -98,6 +170,8 @@ def run_cells(ctx: RunContext, cells: Sequence[Cell], progress: Progress | None 
     Ctrl-C kills every child process, keeps the records already written, writes none for
     the interrupted cells, and re-raises KeyboardInterrupt.
     """
+    if ctx.given:
+        ctx = replace(ctx, selections=choose_wheels(ctx, cells))
     return _Scheduler(ctx, cells, progress or LineProgress(verbosity=0), fail_fast).run()
 
 
@@ -141,7 +215,8 @@ class _Scheduler:
 
     def _start_ready(self) -> None:
         while self.running < self.slots and not self.stopped:
-            cell = next((c for c in self.pending if c.build_key not in self.held), None)
+            cell = next((c for c in self.pending if c.build_key not in self.held
+                         or self.ctx.built_nothing), None)
             if cell is None:
                 return
             self.pending.remove(cell)
