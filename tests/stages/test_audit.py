@@ -59,6 +59,8 @@ class Binaries:
     cuda_torch_lib: Path  # like a CUDA torch's lib: RUNPATH reaches ../../nvidia/lib
     needs_cudart: bytes  # linked against nvidia/lib/libcompat_cudart.so
     vendored: bytes
+    uses_at: bytes  # needs an at:: symbol: torch's unstable C++ API
+    uses_shim: bytes  # needs only stable shims (aoti_torch_*, torch_*)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,24 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> Binaries:
         vendored=(root / "vendor/libcompat_vendored.so").read_bytes(),
         cuda_torch_lib=root / "site/torch/lib",
         needs_cudart=linked("cudart_user.so", "cudart", "site/nvidia/lib", "compat_cudart"),
+        uses_at=compile_so(root / "at_user.so", UNSTABLE_SOURCE).read_bytes(),
+        uses_shim=compile_so(root / "shim_user.so", STABLE_SOURCE).read_bytes(),
     )
+
+
+# Undefined symbols as a C++ extension has them: the names are asm labels, so cc links them
+# as they are (a shared object may leave symbols undefined).
+UNSTABLE_SOURCE = """
+int numel(void *t) __asm__("_ZNK2at10TensorBase5numelEv");
+int aoti_torch_get_numel(void *t, long *out);
+int compat_entry(void *t) { long n; aoti_torch_get_numel(t, &n); return numel(t); }
+"""
+STABLE_SOURCE = """
+int aoti_torch_get_numel(void *t, long *out);
+int torch_call_dispatcher(const char *op, const char *overload, void *stack, long version);
+int compat_entry(void *t) { long n; aoti_torch_get_numel(t, &n);
+                            return torch_call_dispatcher("a", "", 0, 0); }
+"""
 
 
 def make_wheel(folder: Path, files: Mapping[str, bytes], *, tag: str = ABI3,
@@ -288,7 +307,7 @@ def test_wheel_file_tags_differing_from_the_name_are_a_warning(tmp_path: Path,
 
 @pytest.fixture
 def ext(binaries: Binaries) -> dict[str, bytes]:
-    return {"compat_kernels/_C.abi3.so": binaries.plain}
+    return {"compat_kernels/_C.abi3.so": binaries.uses_at}
 
 
 METADATA = "compat_kernels-0.1.0.dist-info/METADATA"
