@@ -603,9 +603,10 @@ def _check_stable_requirement(file: str, lines: list[tuple[str, Requirement]],
                                  if needing.pinned_by else ""))
     findings = _unknown_minimum(stable, verdicts)
     if not lines:
-        return findings + [Finding(ERROR, file, (
+        findings.append(Finding(ERROR, file, (
             f"the wheel does not require torch, so it admits every torch, also those before "
-            f"{minimum.public}, where it fails to load: {why}; require {floor}"))]
+            f"{minimum.public}, where it fails to load: {why}; require {floor}")))
+        return findings
     if any(req.url for _, req in lines):
         return findings  # a direct URL names one exact build
     specifier = SpecifierSet()
