@@ -119,6 +119,10 @@ class Project:
     cuda_archs: tuple[str, ...] = DEFAULT_CUDA_ARCHS  # TORCH_CUDA_ARCH_LIST of CUDA builds
     nvcc: str = "auto"  # auto, pypi, or a path (COMPATMATRIX_NVCC overrides it)
     cuda_code: str = "required"  # or "optional": a CUDA variant may ship no GPU code
+    # unstable (default): the extension uses at::/c10::, one wheel per torch; stable: only
+    # torch's stable ABI, one wheel per Python ABI and CUDA major, tested under every torch
+    torch_abi: str = "unstable"
+    stable_build_torch: str | None = None  # the torch a stable wheel is built against
 
 
 
@@ -257,7 +261,8 @@ def _check_version(value: YValue) -> None:
 def _parse_project(value: YValue, root: Path) -> Project:
     mapping = as_map(value, "project")
     check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr",
-                                    "test_requires", "cuda_archs", "nvcc", "cuda_code"),
+                                    "test_requires", "cuda_archs", "nvcc", "cuda_code",
+                                    "torch_abi", "stable_build_torch"),
                required=("path", "import"))
     rel = as_scalar_text(_get(mapping, "path"), "project.path")
     path = _project_folder(rel, root, _get(mapping, "path").at)
@@ -282,7 +287,31 @@ def _parse_project(value: YValue, root: Path) -> Project:
         nvcc=_parse_nvcc(mapping.get("nvcc")),
         cuda_code=_parse_choice(mapping.get("cuda_code"), "project.cuda_code",
                                 ("required", "optional")),
+        torch_abi=_parse_choice(mapping.get("torch_abi"), "project.torch_abi",
+                                ("unstable", "stable")),
+        stable_build_torch=_parse_stable_build_torch(mapping),
     )
+
+
+def _parse_stable_build_torch(mapping: YMap) -> str | None:
+    node = mapping.get("stable_build_torch")
+    if node is None:
+        return None
+    text = as_scalar_text(node, "project.stable_build_torch")
+    abi = mapping.get("torch_abi")
+    if abi is None or as_scalar_text(abi, "project.torch_abi") != "stable":
+        raise SpecError(node.at, "project.stable_build_torch is only for a stable-ABI "
+                        "extension", "add 'torch_abi: stable' to project, or remove "
+                        "stable_build_torch (an unstable extension is built per torch)")
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        version = None
+    if version is None or is_specifier(text) or version.local is not None:
+        raise SpecError(node.at, f"project.stable_build_torch: {text!r} is not a torch "
+                        "release", "write the exact release the stable wheel is built "
+                        "against, e.g. '2.10.0' (the variant comes from each cell's cuda)")
+    return text
 
 
 def _parse_choice(value: YValue | None, what: str, choices: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ this cell only; the record is always written, atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import traceback
@@ -15,13 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compatmatrix.binary.torchabi import STABLE, AbiTool
 from compatmatrix.host.gpu import cell_kind_problem
 from compatmatrix.host.indexes import index_url_for
 from compatmatrix.host.interpreters import InterpreterFinder
 from compatmatrix.host.toolchain import NVCC_ENV, nvcc_setting
 from compatmatrix.host.uv import Sources, choose_sources
 from compatmatrix.model.outcomes import Finding, Stage, SuiteResult, SuiteStatus, stage_label
-from compatmatrix.model.plan import Cell
+from compatmatrix.model.plan import Cell, stable_build_torch
 from compatmatrix.model.project import (
     ProjectMeta,
     StaticProject,
@@ -32,7 +34,7 @@ from compatmatrix.model.record import CellRecord, Status, read_record, reproduce
 from compatmatrix.model.spec import DEFAULT_RESOLUTION, NONE, PREINSTALLED, Matrix
 from compatmatrix.model.workdir import WorkDir
 from compatmatrix.run.inputs import ProjectDigests, cell_inputs
-from compatmatrix.stages.audit import audit_wheel
+from compatmatrix.stages.audit import audit_wheel, check_running_torch
 from compatmatrix.stages.build import (
     BuildRequest,
     BuildResult,
@@ -41,7 +43,7 @@ from compatmatrix.stages.build import (
     prepare_metadata,
     read_torch_facts,
 )
-from compatmatrix.stages.identity import check_identity
+from compatmatrix.stages.identity import check_identity, same_torch
 from compatmatrix.stages.install import install_cell_env, mark_venv, venv_marked, venv_python
 from compatmatrix.stages.resolve import (
     Resolution,
@@ -253,6 +255,9 @@ class _CellRun:
         if self.torch_preinstalled:
             facts = read_torch_facts(self.python)
             found["torch"] = f"{facts.version} {facts.root}"
+        if self.ctx.matrix.project is not None and self.ctx.matrix.package.torch_abi == "stable":
+            # a lower torch added to the matrix builds this key's one wheel against it
+            found["build_torch"] = str(self.build_torch())
         return found
 
     def metadata(self) -> CellRecord | None:
@@ -335,9 +340,26 @@ class _CellRun:
         return self.end(result.status, Stage.RESOLVE, result.reason,
                         tuple(result.explanation.splitlines()))
 
+    def build_torch(self) -> str | None:
+        """The torch to build against: the lock's; for a stable-ABI project, one torch for
+        the whole build key (project.stable_build_torch, else the lowest of its cells)."""
+        locked = self.record.resolved.get("torch")
+        project, torch = self.ctx.matrix.package, self.cell.value("torch")
+        if project.torch_abi != "stable" or torch in (None, NONE, PREINSTALLED):
+            return locked
+        chosen = stable_build_torch(self.ctx.matrix, [
+            c.value("torch") or NONE for c in self.ctx.cells
+            if c.build_key == self.cell.build_key])
+        if chosen is None:
+            return locked
+        variant = self.cell.value("cuda")
+        if self.sources.index_url is not None and variant and "+" not in chosen:
+            return f"{chosen}+{variant}"  # the variant index's build, as the lock names it
+        return chosen
+
     def build(self) -> CellRecord | None:
         ctx = self.ctx
-        torch = self.record.resolved.get("torch")
+        torch = self.build_torch()
         project = ctx.matrix.package
         request = BuildRequest(
             build_key=self.cell.build_key, project=project.path,
@@ -396,6 +418,7 @@ class _CellRun:
         pythons = sorted({c.python for c in self.ctx.cells
                           if c.build_key == self.cell.build_key}, key=_version_key)
         suites = self.ctx.matrix.suites
+        log = self.log("audit")
         report = audit_wheel(self.built.wheel, python=self.cell.python, pythons=pythons,
                              compiled_sources=self.ctx.digests.has_compiled_sources(),
                              cuda_sources=self.ctx.digests.cuda_sources(),
@@ -405,13 +428,17 @@ class _CellRun:
                              torch_lib_dirs=self.built.torch_lib_dirs,
                              torch_cuda=self.built.torch_cuda,
                              gpu_suites={s.name: s.gpu for s in suites if s.gpu},
+                             torch_abi=self.ctx.matrix.package.torch_abi,
+                             abi_tool=AbiTool(self.ctx.uv, self.ctx.env, log,
+                                              timeout=min(120.0, self.ctx.timeout(Stage.AUDIT))),
                              )
         self.durations["audit"] = time.monotonic() - start
         self.record = self.record.but(audit=report)
-        log = self.log("audit")
-        log.write_text("".join(f"{line}\n" for line in report.gpu_code_lines()) +
-                       "".join(f"{f.severity}: {f.file}: {f.message}\n"
-                               for f in report.findings), encoding="utf-8")
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write("".join(f"{line}\n" for line in report.torch_abi_lines()) +
+                         "".join(f"{line}\n" for line in report.gpu_code_lines()) +
+                         "".join(f"{f.severity}: {f.file}: {f.message}\n"
+                                 for f in report.findings))
         # errors do not stop the cell: install, identity and suites still run (audit_first)
         self.audit_errors = report.errors
         return None
@@ -430,9 +457,36 @@ class _CellRun:
             return self.end(Status.FAILED, Stage.INSTALL, result.reason, result.details)
         return None
 
+    @property
+    def stable_abi(self) -> bool:
+        """The audit found every library that uses torch on its stable ABI only."""
+        audit = self.record.audit
+        return audit is not None and audit.torch_abi_verdict == STABLE
+
+    def check_running_torch(self) -> None:
+        """A stable-ABI wheel built against another torch: its ELF dependencies against the
+        torch this cell runs (an audit finding, so the audit keeps every error)."""
+        built = self.built.torch_version
+        facts = read_torch_facts(self.venv_python)
+        if (not self.stable_abi or self.built.wheel is None or facts.version is None
+                or facts.root is None or built is None or same_torch(built, facts.version)):
+            return
+        found = check_running_torch(self.built.wheel, python=self.cell.python,
+                                    torch_version=facts.version,
+                                    torch_lib_dirs=(facts.root / "lib",))
+        if found and self.record.audit is not None:
+            audit = self.record.audit
+            self.record = self.record.but(audit=dataclasses.replace(
+                audit, findings=(*audit.findings, *found)))
+            self.audit_errors = self.record.audit.errors if self.record.audit else ()
+            with self.ctx.workdir.log(self.cell.id, "audit").open("a", encoding="utf-8") as log:
+                log.write("".join(f"{f.severity}: {f.file}: {f.message} (under the running "
+                                  f"torch {facts.version})\n" for f in found))
+
     def identity(self) -> CellRecord | None:
         start = time.monotonic()
         matrix = self.ctx.matrix
+        self.check_running_torch()
         result = check_identity(
             self.venv_python, cell_axes=dict(self.cell.axes),
             package_axes=[a.name for a in matrix.axes if a.kind == "package"],
@@ -440,7 +494,7 @@ class _CellRun:
             build_torch_attr=matrix.package.build_torch_attr,
             wheel_torch=self.built.torch_version, log=self.log("identity"),
             timeout=self.ctx.timeout(Stage.IDENTITY), venv=self.ctx.workdir.env(self.cell.id),
-            cwd=self.ctx.workdir.neutral(self.cell.id))
+            cwd=self.ctx.workdir.neutral(self.cell.id), stable_abi=self.stable_abi)
         self.durations["identity"] = time.monotonic() - start
         self.record = self.record.but(identity=result,
                                       built_with_torch=result.built_with_torch,

@@ -52,7 +52,7 @@ from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.gpu import KNOWN_KINDS, GpuKind
 from compatmatrix.model.outcomes import ERROR, NOTE, WARNING, AuditReport, Finding
 
-__all__ = ["audit_wheel", "system_libraries"]
+__all__ = ["audit_wheel", "check_running_torch", "system_libraries"]
 
 
 PyVersion = tuple[int, int]
@@ -153,6 +153,30 @@ def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
         problem = Finding(ERROR, wheel.name, f"cannot read the wheel as a zip file ({exc}): "
                                              "rebuild it; installers will reject it too")
         return AuditReport(wheel.name, _tag_strings(tags), (), None, (problem,))
+
+
+def check_running_torch(wheel: Path, *, python: str, torch_version: str,
+                        torch_lib_dirs: Sequence[Path],
+                        system_libraries: Collection[str] | None = None) -> tuple[Finding, ...]:
+    """The ELF dependencies of each shared object against the torch a cell runs: a stable-ABI
+    wheel is built against one torch and loaded under others, whose libraries must provide
+    what it needs (``libtorch_cpu.so``, ``libc10.so``, a CUDA runtime of the same major)."""
+    cell = _Cell(_py_version(python), (_py_version(python),), torch_version,
+                 _torch_libraries(torch_lib_dirs), bool(torch_lib_dirs),
+                 frozenset(system_libraries) if system_libraries is not None
+                 else _system_libraries())
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            contents, _ = _read_contents(archive, wheel.name)
+            installed = {_installed(m) for m in contents.members}
+            findings: list[Finding] = []
+            for member in (m for m in contents.members if _SHARED_OBJECT.search(m)):
+                with archive.open(member) as stream:
+                    info = read_elf(stream)
+                findings += _check_needed(member, info, installed, contents.members, cell)
+    except (OSError, EOFError, ElfError, zipfile.BadZipFile, zipfile.LargeZipFile):
+        return ()  # the audit already reported an unreadable wheel or shared object
+    return tuple(findings)
 
 
 def _audit(archive: zipfile.ZipFile, name: str, cell: _Cell) -> AuditReport:
