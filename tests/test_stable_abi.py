@@ -169,7 +169,7 @@ def test_stable_wheel_declaring_too_low_a_torch_fails_naming_the_shim(
     lowered = rewrite_requirement(stable_wheel, tmp_path, "torch>=2.9")
     report = audit(lowered, build_env, tool, torch_abi="stable")
     [error] = report.errors
-    assert error.message.startswith("torch>=2.9 admits torch 2.9.")
+    assert error.message.startswith("torch>=2.9 admits torch 2.9, below the torch the wheel needs")
     assert "stable_ext/_C.abi3.so uses torch's stable ABI, and its shims need torch " \
            "2.10.0 (torch_call_dispatcher" in error.message
     assert error.message.endswith("require torch>=2.10 (no upper bound is needed)")

@@ -666,12 +666,17 @@ _TOOL_NAME = "torch-abi-audit"
 
 
 def _admitted_below(specifier: SpecifierSet, minimum: Version) -> str | None:
-    """The newest torch release below ``minimum`` that ``specifier`` admits, if any."""
+    """The newest torch minor below ``minimum`` that ``specifier`` admits, if any."""
     candidates = [f"{minimum.major}.{minimum.minor}.{p}" for p in range(minimum.micro)]
     candidates += [f"{minimum.major}.{m}.{p}" for m in range(minimum.minor) for p in (0, 9)]
     candidates += ["1.13.1", "1.0.0"] if minimum.major == 2 else []
     admitted = [Version(v) for v in candidates if specifier.contains(v, prereleases=True)]
-    return str(max(admitted)) if admitted else None
+    if not admitted:
+        return None
+    newest = max(admitted)  # its minor: the patch level probed is no real release
+    return f"{newest.major}.{newest.minor}" + (
+        f".{newest.micro}" if (newest.major, newest.minor) == (minimum.major, minimum.minor)
+        else "")
 
 
 def _release(version: str) -> Version:
