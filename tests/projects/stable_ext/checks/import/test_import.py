@@ -2,9 +2,8 @@
 
 import importlib.metadata
 
-import torch
-
 import stable_ext
+import torch
 
 
 def test_op_is_registered() -> None:

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from stable_ext import add_one
 
 
