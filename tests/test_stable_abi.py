@@ -194,7 +194,7 @@ def test_without_the_tool_the_verdict_is_compatmatrix_own_and_says_what_it_lacks
     assert report.ok  # nothing wrong was found, but what was not checked is said:
     said = [f"{f.severity}: {f.message}" for f in report.findings]
     assert any(s.startswith("warning: the minimum torch of the stable-ABI libraries is not "
-                            "known (torch-abi-audit (torch-abi-audit==0.3.0) could not be run")
+                            "known (torch-abi-audit (torch-abi-audit==0.3.0) could not be had")
                for s in said), said
     assert any(s.startswith("note: stable_ext/_C.abi3.so's use of the CPython limited API "
                             "was not checked") for s in said), said

@@ -55,7 +55,7 @@ def wheel_with(tmp_path: Path, data: bytes = b"\x7fELF not really") -> zipfile.Z
 
 
 @pytest.mark.parametrize(("uv", "why"), [
-    (("false",), "could not be run: exit 1"),
+    (("false",), "could not be had: exit 1"),
     (("sh", "-c", "echo 'COMPATMATRIX-TORCH-ABI {\"libraries\": 3}'"),
      "not what its script prints"),
     (("sh", "-c", "echo 'COMPATMATRIX-TORCH-ABI {\"version\": \"9\", \"libraries\": "
@@ -100,3 +100,13 @@ def test_the_tools_answer_becomes_typed_verdicts(tmp_path: Path) -> None:
 def test_no_shared_object_asks_nothing() -> None:
     archive = zipfile.ZipFile(io.BytesIO(), "w")
     assert library_verdicts(archive, [], AbiTool(("false",), {})).libraries == ()
+
+
+def test_a_tool_that_cannot_be_had_is_asked_for_once_per_process(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    uv = ("sh", "-c", f"echo asked >> {calls}; exit 2")
+    for _ in range(3):  # three cells' audits
+        with wheel_with(tmp_path) as archive:
+            found = library_verdicts(archive, ["pkg/_C.abi3.so"], AbiTool(uv, {}, timeout=30))
+        assert found.source == OWN_SOURCE
+    assert calls.read_text().splitlines() == ["asked", "asked"]  # from the cache, then fetched

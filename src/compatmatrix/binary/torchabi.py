@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -161,8 +162,41 @@ print("COMPATMATRIX-TORCH-ABI " + json.dumps(out), flush=True)
 _TAG = "COMPATMATRIX-TORCH-ABI "
 
 
+def _tool_argv(uv: Sequence[str], *, offline: bool) -> list[str]:
+    return [*uv, "tool", "run", *(["--offline"] if offline else []), "--python", ">=3.11",
+            "--from", TOOL, "python", "-c"]
+
+
+_OBTAINED = "import torch_abi_audit; print('COMPATMATRIX-TORCH-ABI {}')"
+_obtained: dict[tuple[str, ...], str] = {}  # uv -> "" or why the tool cannot be had
+_obtaining = threading.Lock()
+
+
+def _obtain(tool: AbiTool) -> str:
+    """Whether uv can provide the tool ("" or why not): from its cache, else fetched once.
+    Asked once per process and uv: a machine without an index (and the tool not cached)
+    must not wait out a download per cell."""
+    with _obtaining:
+        if tuple(tool.uv) not in _obtained:
+            problem = ""
+            for offline in (True, False):
+                result = _cmd.run([*_tool_argv(tool.uv, offline=offline), _OBTAINED],
+                                  log=tool.log, env=tool.env, timeout=tool.timeout)
+                if tagged_json(result.output.splitlines(), _TAG):
+                    problem = ""
+                    break
+                problem = "timed out" if result.timed_out else (
+                    "; ".join(error_lines(result.output, 3, last=True))
+                    or f"exit {result.returncode}")
+            _obtained[tuple(tool.uv)] = problem
+        return _obtained[tuple(tool.uv)]
+
+
 def _run_tool(archive: zipfile.ZipFile, members: Sequence[str],
               tool: AbiTool) -> tuple[AbiVerdicts | None, str]:
+    problem = _obtain(tool)
+    if problem:
+        return None, f"torch-abi-audit ({TOOL}) could not be had: {problem}"
     folder = Path(tempfile.mkdtemp(prefix="compatmatrix-abi-"))
     try:
         for member in members:
@@ -170,15 +204,10 @@ def _run_tool(archive: zipfile.ZipFile, members: Sequence[str],
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(member) as source, target.open("wb") as sink:
                 shutil.copyfileobj(source, sink)
-        base = [*tool.uv, "tool", "run", "--python", ">=3.11", "--from", TOOL, "python",
-                "-c", _SCRIPT, str(folder), str(_KEEP), *members]
-        # from uv's cache first (no index asked); then allowed to fetch it once
-        result = _cmd.run([*base[:3], "--offline", *base[3:]], log=tool.log, env=tool.env,
+        result = _cmd.run([*_tool_argv(tool.uv, offline=True), _SCRIPT, str(folder),
+                           str(_KEEP), *members], log=tool.log, env=tool.env,
                           timeout=tool.timeout)
         answer = tagged_json(result.output.splitlines(), _TAG)
-        if not answer and not result.timed_out:
-            result = _cmd.run(base, log=tool.log, env=tool.env, timeout=tool.timeout)
-            answer = tagged_json(result.output.splitlines(), _TAG)
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         return None, f"torch-abi-audit could not be given the libraries ({exc})"
     finally:
