@@ -272,7 +272,8 @@ class _CellRun:
         if ctx.project.meta is not None:
             self.meta = ctx.project.meta
             return None
-        torch = self.cell.value("torch") or NONE
+        # a stable-ABI key's one wheel is built against its one torch: so is its metadata
+        torch = self.stable_torch() or self.cell.value("torch") or NONE
         request = MetadataRequest(
             build_key=self.cell.build_key, project=ctx.matrix.package.path,
             files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
@@ -340,16 +341,20 @@ class _CellRun:
         return self.end(result.status, Stage.RESOLVE, result.reason,
                         tuple(result.explanation.splitlines()))
 
-    def build_torch(self) -> str | None:
-        """The torch to build against: the lock's; for a stable-ABI project, one torch for
-        the whole build key (project.stable_build_torch, else the lowest of its cells)."""
-        locked = self.record.resolved.get("torch")
+    def stable_torch(self) -> str | None:
+        """For a stable-ABI project, the one torch release its build key is built against
+        (project.stable_build_torch, else the lowest of the key's cells); else None."""
         project, torch = self.ctx.matrix.package, self.cell.value("torch")
         if project.torch_abi != "stable" or torch in (None, NONE, PREINSTALLED):
-            return locked
-        chosen = stable_build_torch(self.ctx.matrix, [
+            return None
+        return stable_build_torch(self.ctx.matrix, [
             c.value("torch") or NONE for c in self.ctx.cells
             if c.build_key == self.cell.build_key])
+
+    def build_torch(self) -> str | None:
+        """The torch to build against: the lock's, or a stable-ABI key's one torch."""
+        locked = self.record.resolved.get("torch")
+        chosen = self.stable_torch()
         if chosen is None:
             return locked
         variant = self.cell.value("cuda")
@@ -377,10 +382,15 @@ class _CellRun:
             wheel=str(result.wheel) if result.wheel else None, wheel_reused=result.reused,
             built_with_torch=result.torch_version)
         if not result.ok:
+            details = result.details
+            if self.stable_torch() is not None:
+                details = (*details, f"this stable-ABI wheel (build key {self.cell.build_key}) "
+                           f"is built against torch {torch}: the lowest torch of the cells "
+                           "that share it, or project.stable_build_torch, which names another")
             if result.unavailable:  # e.g. no matching nvcc: try again once one is installed
                 self.record = self.record.but(inputs="")
-                return self.end(Status.UNAVAILABLE, Stage.BUILD, result.reason, result.details)
-            return self.end(Status.FAILED, Stage.BUILD, result.reason, result.details)
+                return self.end(Status.UNAVAILABLE, Stage.BUILD, result.reason, details)
+            return self.end(Status.FAILED, Stage.BUILD, result.reason, details)
         return self.check_wheel_metadata()
 
     def check_wheel_metadata(self) -> CellRecord | None:
