@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from compatmatrix.binary.torchabi import STABLE, AbiTool
 from compatmatrix.host.gpu import cell_kind_problem
 from compatmatrix.host.indexes import index_url_for
@@ -352,15 +354,18 @@ class _CellRun:
             if c.build_key == self.cell.build_key])
 
     def build_torch(self) -> str | None:
-        """The torch to build against: the lock's, or a stable-ABI key's one torch."""
+        """The torch to build against: the lock's, or a stable-ABI key's one torch, in the
+        variant the lock names (``2.11.0+cpu`` beside a locked ``2.13.0+cpu``; PyPI's own
+        build has no label)."""
         locked = self.record.resolved.get("torch")
         chosen = self.stable_torch()
-        if chosen is None:
-            return locked
-        variant = self.cell.value("cuda")
-        if self.sources.index_url is not None and variant and "+" not in chosen:
-            return f"{chosen}+{variant}"  # the variant index's build, as the lock names it
-        return chosen
+        if chosen is None or locked is None or "+" in chosen:
+            return locked if chosen is None else chosen
+        try:
+            label = Version(locked).local
+        except InvalidVersion:
+            label = None
+        return f"{chosen}+{label}" if label else chosen
 
     def build(self) -> CellRecord | None:
         ctx = self.ctx
