@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -110,3 +111,31 @@ def test_a_tool_that_cannot_be_had_is_asked_for_once_per_process(tmp_path: Path)
             found = library_verdicts(archive, ["pkg/_C.abi3.so"], AbiTool(uv, {}, timeout=30))
         assert found.source == OWN_SOURCE
     assert calls.read_text().splitlines() == ["asked", "asked"]  # from the cache, then fetched
+
+
+def test_the_verdicts_on_a_wheel_are_kept_beside_it_for_the_cells_that_share_it(
+        tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    answer = ('{"version": "0.3.0", "libraries": [{"member": "pkg/_C.abi3.so", "error": null, '
+              '"uses_torch": true, "stable": true, "min_torch": "2.10.0", "extension": true}]}')
+    uv = ("sh", "-c", f"echo asked >> {calls}; echo 'COMPATMATRIX-TORCH-ABI {answer}'")
+    tool = AbiTool(uv, {}, timeout=30, cache=tmp_path / "torch-abi.json")
+    wheel_with(tmp_path).close()
+    wheel = tmp_path / "w.whl"
+    first = second = None
+    for _ in range(2):
+        with zipfile.ZipFile(wheel) as archive:  # the same wheel file each time
+            second, first = library_verdicts(archive, ["pkg/_C.abi3.so"], tool), second
+    assert first == second and second is not None
+    assert second.libraries[0].min_torch == "2.10.0"
+    # the tool is asked whether it can be had (once per process), then once for the wheel
+    assert calls.read_text().splitlines() == ["asked", "asked"]
+    (tmp_path / "torch-abi.json").write_text("{not json")  # damaged: asked again
+    with zipfile.ZipFile(wheel) as archive:
+        assert library_verdicts(archive, ["pkg/_C.abi3.so"], tool) == second
+    assert len(calls.read_text().splitlines()) == 3
+    wheel_with(tmp_path).close()  # a new wheel file: asked again
+    os.utime(wheel, ns=(10**9, 10**9))  # whatever the clock's resolution
+    with zipfile.ZipFile(wheel) as archive:
+        library_verdicts(archive, ["pkg/_C.abi3.so"], tool)
+    assert len(calls.read_text().splitlines()) == 4

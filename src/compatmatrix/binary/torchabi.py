@@ -23,6 +23,8 @@ Two sources, in order:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -35,7 +37,7 @@ from pathlib import Path
 from compatmatrix.binary.elf import ElfError, undefined_symbols
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
-from compatmatrix.host.safeio import tagged_json
+from compatmatrix.host.safeio import MiB, loads_strict, read_bounded, tagged_json, write_json_atomic
 
 __all__ = ["NO_TORCH", "OWN_SOURCE", "STABLE", "STABLE_ABI_FIRST", "TOOL", "UNSTABLE",
            "AbiTool", "AbiVerdicts", "LibraryAbi", "classify_symbols", "library_verdicts"]
@@ -103,6 +105,9 @@ class AbiTool:
     env: Mapping[str, str]
     log: Path | None = None
     timeout: float = 120.0
+    # where the tool's verdicts on this wheel are kept (beside the wheel): the cells that
+    # share a wheel ask the tool once
+    cache: Path | None = None
 
 
 def classify_symbols(member: str, symbols: Sequence[str]) -> LibraryAbi:
@@ -124,8 +129,13 @@ def library_verdicts(archive: zipfile.ZipFile, members: Sequence[str],
         return AbiVerdicts((), OWN_SOURCE)
     problem = ""  # not asked: a caller without uv (the library's own tests, say)
     if tool is not None:
+        key = _cache_key(archive, members)
+        kept = _cached(tool.cache, key)
+        if kept is not None:
+            return kept
         found, problem = _run_tool(archive, members, tool)
         if found is not None:
+            _keep(tool.cache, key, found)
             return found
     own = []
     for member in members:
@@ -136,6 +146,38 @@ def library_verdicts(archive: zipfile.ZipFile, members: Sequence[str],
             continue  # the ELF check reports an unreadable shared object
         own.append(classify_symbols(member, symbols))
     return AbiVerdicts(tuple(own), OWN_SOURCE, problem)
+
+
+def _cache_key(archive: zipfile.ZipFile, members: Sequence[str]) -> dict[str, object]:
+    """What the verdicts depend on: the tool, the wheel file as it is, the libraries asked."""
+    try:
+        stat = os.stat(str(archive.filename)) if archive.filename else None
+    except OSError:
+        stat = None
+    return {"tool": TOOL, "wheel": archive.filename, "members": list(members),
+            "size": stat.st_size if stat else None, "mtime": stat.st_mtime_ns if stat else None}
+
+
+def _cached(cache: Path | None, key: Mapping[str, object]) -> AbiVerdicts | None:
+    if cache is None or key.get("size") is None:
+        return None
+    try:
+        data = loads_strict(read_bounded(cache, MiB))
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        return AbiVerdicts(tuple(LibraryAbi.from_json(lib) for lib in data["libraries"]),
+                           str(data["source"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing or damaged: asked again
+
+
+def _keep(cache: Path | None, key: Mapping[str, object], found: AbiVerdicts) -> None:
+    if cache is None or key.get("size") is None:
+        return
+    # a cache that cannot be written only costs the next cell a second ask
+    with contextlib.suppress(OSError):
+        write_json_atomic(cache, {"key": dict(key), "source": found.source,
+                                  "libraries": [lib.to_json() for lib in found.libraries]})
 
 
 # Runs inside torch-abi-audit's environment: per library its verdicts, trimmed, on one line.

@@ -445,7 +445,8 @@ class _CellRun:
                              gpu_suites={s.name: s.gpu for s in suites if s.gpu},
                              torch_abi=self.ctx.matrix.package.torch_abi,
                              abi_tool=AbiTool(self.ctx.uv, self.ctx.env, log,
-                                              timeout=min(120.0, self.ctx.timeout(Stage.AUDIT))),
+                                              timeout=min(120.0, self.ctx.timeout(Stage.AUDIT)),
+                                              cache=self.built.wheel.parent / "torch-abi.json"),
                              )
         self.durations["audit"] = time.monotonic() - start
         self.record = self.record.but(audit=report)
