@@ -24,7 +24,7 @@ from compatmatrix.binary.torchabi import AbiTool
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.uv import uv_command
 from compatmatrix.model.outcomes import ERROR, NOTE, WARNING, AuditReport, Finding
-from compatmatrix.stages.audit import audit_wheel
+from compatmatrix.stages.audit import audit_wheel, check_running_torch
 
 ARCH = platform.machine()
 ABI3 = f"cp39-abi3-linux_{ARCH}"
@@ -839,3 +839,18 @@ def test_abi3_extension_outside_the_limited_api_fails_naming_the_symbols(
         "compat_kernels/_C.abi3.so is built for the CPython limited API (abi3), but uses "
         "_PyObject_GetDictPtr, outside it: it fails to load or misbehaves on other Pythons the "
         "wheel admits; use the limited API (Py_LIMITED_API) or tag the wheel per Python"]
+
+
+def test_a_stable_wheels_dependencies_are_checked_against_the_running_torch(
+        tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.needs_torchlike})
+    assert check_running_torch(wheel, python="3.11", torch_version="2.12.0+cpu",
+                               torch_lib_dirs=[binaries.torch_lib],
+                               system_libraries=set()) == ()
+    other = tmp_path / "other_torch_lib"
+    other.mkdir()
+    assert [f.message for f in check_running_torch(
+        wheel, python="3.11", torch_version="2.12.0+cpu", torch_lib_dirs=[other],
+        system_libraries=set())] == [
+        "libcompat_torchlike.so needed by compat_kernels/_C.abi3.so is not in torch "
+        "2.12.0+cpu's libraries nor on the system"]
