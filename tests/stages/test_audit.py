@@ -748,6 +748,7 @@ def test_stable_abi_wheel_needs_a_lower_bound_only(tmp_path: Path, binaries: Bin
     files = {"compat_kernels/_C.abi3.so": binaries.uses_shim}
     report = audit(make_wheel(tmp_path, files, requires=["torch>=2.10"]))
     assert report.torch_abi_verdict == "torch-stable"
+    assert report.torch_abi[0].extension is False  # no PyInit_: Python does not import it
     assert report.errors == ()  # no upper bound asked for
     # without torch-abi-audit the minimum is only the stable ABI's first release: said so
     assert [f.message.split(" (")[0] for f in report.findings] == [

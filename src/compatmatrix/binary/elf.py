@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-__all__ = ["MACHINES", "ElfError", "ElfInfo", "defined_symbols", "read_at", "read_elf",
-           "read_elf_file", "section_bounds", "undefined_symbols"]
+__all__ = ["MACHINES", "ElfError", "ElfInfo", "defined_symbols", "dynamic_symbols", "read_at",
+           "read_elf", "read_elf_file", "section_bounds"]
 
 # e_machine values of the platforms wheels are built for, named as in wheel platform tags.
 MACHINES = {3: "i686", 20: "ppc", 21: "ppc64le", 22: "s390x", 40: "armv7l", 62: "x86_64",
@@ -133,18 +133,13 @@ def section_bounds(stream: IO[bytes], name: str) -> tuple[int, int] | None:
 
 def defined_symbols(stream: IO[bytes], names: set[str]) -> set[str]:
     """Which of ``names`` the object defines (and exports) in its dynamic symbol table."""
-    return {name for name, defined in _dynamic_symbols(stream) if defined and name in names}
+    return {name for name, defined in dynamic_symbols(stream) if defined and name in names}
 
 
-def undefined_symbols(stream: IO[bytes]) -> tuple[str, ...]:
-    """The names the object uses but does not define (what the dynamic linker must find
-    elsewhere), sorted, without the GNU version suffix (``@GLIBCXX_3.4``) nm shows."""
-    return tuple(sorted({name for name, defined in _dynamic_symbols(stream)
-                         if not defined and name}))
-
-
-def _dynamic_symbols(stream: IO[bytes]) -> list[tuple[str, bool]]:
-    """(name, defined) for each entry of the dynamic symbol table."""
+def dynamic_symbols(stream: IO[bytes]) -> list[tuple[str, bool]]:
+    """(name, defined) for each entry of the dynamic symbol table: undefined ones are what
+    the dynamic linker must find elsewhere. Names come without the GNU version suffix
+    (``@GLIBCXX_3.4``) that nm shows."""
     bits, _, _ = _header(stream)
     endian = "<" if _read_at(stream, 5, 1) == b"\x01" else ">"
     symtab, strtab = section_bounds(stream, ".dynsym"), section_bounds(stream, ".dynstr")

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from compatmatrix.binary.elf import ElfError, undefined_symbols
+from compatmatrix.binary.elf import ElfError, dynamic_symbols
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.cmd import error_lines
 from compatmatrix.host.safeio import MiB, loads_strict, read_bounded, tagged_json, write_json_atomic
@@ -48,6 +48,7 @@ STABLE_ABI_FIRST = "2.9.0"  # the first torch with the stable ABI: every shim ne
 OWN_SOURCE = "compatmatrix (ELF dynamic symbols)"
 _KEEP = 8  # symbols kept per list: enough to name the cause, small in a record
 
+_ENTRY_POINTS = ("PyInit_", "PyModExport_")  # what Python's import looks up in a module
 _SHIM = re.compile(r"^(?:aoti_torch_|torch_)")
 # A mangled name that reaches into at::, c10:: or torch:: (but for torch::stable and
 # torch::headeronly): <N or _Z><cv-qualifiers><length><name> followed by the next component.
@@ -110,15 +111,18 @@ class AbiTool:
     cache: Path | None = None
 
 
-def classify_symbols(member: str, symbols: Sequence[str]) -> LibraryAbi:
-    """compatmatrix's own verdict from a library's undefined dynamic symbols."""
+def classify_symbols(member: str, symbols: Sequence[str],
+                     extension: bool = True) -> LibraryAbi:
+    """compatmatrix's own verdict from a library's undefined dynamic symbols; ``extension``:
+    it defines ``PyInit_*`` (Python imports it)."""
     shims = sorted(s for s in symbols if _SHIM.match(s))
     unstable = sorted(s for s in symbols if _UNSTABLE_MANGLED.search(s))
     if unstable:
-        return LibraryAbi(member, UNSTABLE, unstable=tuple(unstable[:_KEEP]))
+        return LibraryAbi(member, UNSTABLE, unstable=tuple(unstable[:_KEEP]),
+                          extension=extension)
     if shims:
-        return LibraryAbi(member, STABLE, min_torch=STABLE_ABI_FIRST)
-    return LibraryAbi(member, NO_TORCH)
+        return LibraryAbi(member, STABLE, min_torch=STABLE_ABI_FIRST, extension=extension)
+    return LibraryAbi(member, NO_TORCH, extension=extension)
 
 
 def library_verdicts(archive: zipfile.ZipFile, members: Sequence[str],
@@ -141,10 +145,13 @@ def library_verdicts(archive: zipfile.ZipFile, members: Sequence[str],
     for member in members:
         try:
             with archive.open(member) as stream:
-                symbols = undefined_symbols(stream)
+                symbols = dynamic_symbols(stream)
         except (ElfError, OSError, EOFError, zipfile.BadZipFile):
             continue  # the ELF check reports an unreadable shared object
-        own.append(classify_symbols(member, symbols))
+        own.append(classify_symbols(
+            member, sorted({name for name, defined in symbols if name and not defined}),
+            extension=any(defined and name.startswith(_ENTRY_POINTS)
+                          for name, defined in symbols)))
     return AbiVerdicts(tuple(own), OWN_SOURCE, problem)
 
 
