@@ -18,7 +18,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from compatmatrix.binary.torchabi import STABLE, AbiTool
+from compatmatrix.binary.torchabi import NO_TORCH, STABLE, AbiTool
 from compatmatrix.host.gpu import cell_kind_problem
 from compatmatrix.host.indexes import index_url_for
 from compatmatrix.host.interpreters import InterpreterFinder
@@ -475,9 +475,15 @@ class _CellRun:
 
     @property
     def stable_abi(self) -> bool:
-        """The audit found every library that uses torch on its stable ABI only."""
+        """The wheel is not bound to the torch it was built against: the audit found every
+        library that uses torch on its stable ABI only, or (in a stable-ABI project, whose
+        cells share one wheel) no library that uses torch at all."""
         audit = self.record.audit
-        return audit is not None and audit.torch_abi_verdict == STABLE
+        if audit is None:
+            return False
+        verdict = audit.torch_abi_verdict
+        return verdict == STABLE or (verdict in (NO_TORCH, None)
+                                     and self.ctx.matrix.package.torch_abi == "stable")
 
     def check_running_torch(self) -> None:
         """A stable-ABI wheel built against another torch: its ELF dependencies against the
