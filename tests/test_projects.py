@@ -8,6 +8,8 @@ tests/projects/ holds small projects in the shapes real torch-extension projects
   library of ops installed into the package;
 - pybind_per_python: a pybind11 CppExtension (cp311-cp311 wheel), declarative setup.cfg,
   src/ layout, tests in test/;
+- stable_ext: PyPI-style setup.py on torch's stable ABI (torch::stable, STABLE_TORCH_LIBRARY,
+  TORCH_TARGET_VERSION, Py_LIMITED_API), static [project], project.torch_abi: stable;
 - pure_ranged: pure Python (hatchling), a loose torch range and a `vllm` extra that the
   matrix's `vllm: none` rules out.
 
@@ -70,6 +72,9 @@ EXPECTED = {
     "pybind_per_python": Expected(
         "pairwise_ext", {CELL: "passed"}, ("torch>=2.13,<2.14",), PER_PYTHON,
         ("pairwise_ext/_C.cpython-311-x86_64-linux-gnu.so",), ("git",)),
+    "stable_ext": Expected(
+        "stable_ext", {CELL: "passed"}, ("torch>=2.10",), ("cp39-abi3-linux_x86_64",),
+        ("stable_ext/_C.abi3.so",), ("git",)),
     "pure_ranged": Expected(
         "shapecheck", {CELL: "passed", VLLM_CELL: "incompatible"},
         ("torch>=2.4.0,<3.0.0", "packaging"), ("py3-none-any",), (), ("plain", "git"),
@@ -246,3 +251,11 @@ def test_unchanged_rerun_reuses_every_record(runs: ProjectRuns) -> None:
 def test_unchanged_rerun_takes_a_tenth_of_the_first(runs: ProjectRuns) -> None:
     assert runs.rerun.wall < runs.first.wall / 10, (
         f"first run {runs.first.wall:.1f} s, unchanged rerun {runs.rerun.wall:.1f} s")
+
+
+def test_a_stable_abi_project_is_audited_stable(runs: ProjectRuns) -> None:
+    if runs.name != "stable_ext":
+        pytest.skip("only stable_ext is on torch's stable ABI")
+    abi = runs.first.records[CELL]["audit"]["torch_abi"]
+    assert (abi["verdict"], abi["min_torch"]) == ("torch-stable", "2.10.0")
+    assert runs.first.records[CELL]["build_key"] == "abi3-torchstable-cpu"

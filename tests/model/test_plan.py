@@ -5,7 +5,7 @@ import json
 import random
 import re
 
-from compatmatrix.model.plan import build_key, cell_id, matches, plan_cells
+from compatmatrix.model.plan import build_key, cell_id, matches, plan_cells, stable_build_torch
 from compatmatrix.model.spec import NONE, Matrix, load_matrix
 from tests.conftest import WriteMatrix
 
@@ -209,3 +209,40 @@ def test_no_exclude_entry_matches_plans_every_combination(write_matrix: WriteMat
         """))
     assert [c.id for c in plan_cells(matrix)] == [
         "py3.10-torch2.9.0", "py3.10-torch2.13.0", "py3.11-torch2.9.0", "py3.11-torch2.13.0"]
+
+
+STABLE = """
+version: 1
+project: {path: pkg, import: pkg, abi3: true, torch_abi: stable}
+axes:
+  python: ["3.11", "3.12"]
+  torch: ["2.13.0", "2.11.0", "2.12.0"]
+  cuda: [cpu, cu128, cu130]
+  vllm: [none, "0.30.0"]
+"""
+
+
+def test_stable_abi_build_key_leaves_torch_out_and_keeps_the_cuda_major(
+        write_matrix: WriteMatrix) -> None:
+    cells = plan_cells(load_matrix(write_matrix(STABLE)))
+    keys = {c.build_key for c in cells}
+    # one wheel per CUDA major, whatever the Python (abi3) and the torch
+    assert keys == {"abi3-torchstable-cpu", "abi3-torchstable-cu12", "abi3-torchstable-cu13"}
+
+
+def test_stable_abi_builds_against_the_lowest_torch_or_the_one_named(
+        write_matrix: WriteMatrix) -> None:
+    matrix = load_matrix(write_matrix(STABLE))
+    assert stable_build_torch(matrix, ["2.13.0", "2.12.0"]) == "2.12.0"
+    assert stable_build_torch(matrix, []) == "2.11.0"  # the whole torch axis
+    named = load_matrix(write_matrix(STABLE.replace(
+        "torch_abi: stable}", "torch_abi: stable, stable_build_torch: '2.10.0'}")))
+    assert stable_build_torch(named, ["2.13.0"]) == "2.10.0"
+    assert {c.build_key for c in plan_cells(named)} == {
+        "abi3-torchstable-cpu", "abi3-torchstable-cu12", "abi3-torchstable-cu13"}
+
+
+def test_stable_abi_without_abi3_keeps_one_key_per_python(write_matrix: WriteMatrix) -> None:
+    matrix = load_matrix(write_matrix(STABLE.replace("abi3: true, ", "")))
+    assert {c.build_key for c in plan_cells(matrix) if c.value("cuda") == "cpu"} == {
+        "cp311-torchstable-cpu", "cp312-torchstable-cpu"}

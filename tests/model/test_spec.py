@@ -119,6 +119,14 @@ BAD = [
      "did you mean 'lowest-direct'"),
     ("declared_ranges not a bool", "version: 1\nproject: {path: pkg, import: pkg}\naxes:\n"
      "  python: ['3.11']\ngate: {declared_ranges: maybe}\n", 5, "declared_ranges"),
+    ("bad torch_abi", "version: 1\nproject:\n  path: pkg\n  import: pkg\n"
+     "  torch_abi: Stable\naxes:\n  python: ['3.11']\n", 5, "did you mean 'stable'"),
+    ("stable_build_torch without stable", "version: 1\nproject:\n  path: pkg\n"
+     "  import: pkg\n  stable_build_torch: '2.10.0'\naxes:\n  python: ['3.11']\n", 5,
+     "add 'torch_abi: stable'"),
+    ("stable_build_torch not a release", "version: 1\nproject:\n  path: pkg\n  import: pkg\n"
+     "  torch_abi: stable\n  stable_build_torch: '>=2.10'\naxes:\n  python: ['3.11']\n", 6,
+     "is not a torch release"),
 ]
 
 

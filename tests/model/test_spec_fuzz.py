@@ -111,6 +111,7 @@ MATRIX: Schema = ("map", {
                                    bad=("sm_90", '"90a"', "9.0", '"9.1"')), 2),
         "nvcc": one("auto", "pypi", "/usr/local/cuda/bin/nvcc", bad=("Auto", "nvcc")),
         "cuda_code": one("required", "optional", bad=("maybe",)),
+        "torch_abi": one("unstable", "stable", bad=("Stable", "abi3")),
     }, ("path", "import")),
     "axes": ("map", AXES, ("python", "cuda", "torch")),
     "include": ("list", ENTRY, 2),

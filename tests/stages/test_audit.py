@@ -20,9 +20,11 @@ import pytest
 
 from compatmatrix.binary.elf import ElfError, read_elf, read_elf_file
 from compatmatrix.binary.fatbin import FATBIN_MAGIC, read_gpu_archs, read_gpu_archs_in
+from compatmatrix.binary.torchabi import AbiTool
 from compatmatrix.host import cmd as _cmd
+from compatmatrix.host.uv import uv_command
 from compatmatrix.model.outcomes import ERROR, NOTE, WARNING, AuditReport, Finding
-from compatmatrix.stages.audit import audit_wheel
+from compatmatrix.stages.audit import audit_wheel, check_running_torch
 
 ARCH = platform.machine()
 ABI3 = f"cp39-abi3-linux_{ARCH}"
@@ -59,6 +61,8 @@ class Binaries:
     cuda_torch_lib: Path  # like a CUDA torch's lib: RUNPATH reaches ../../nvidia/lib
     needs_cudart: bytes  # linked against nvidia/lib/libcompat_cudart.so
     vendored: bytes
+    uses_at: bytes  # needs an at:: symbol: torch's unstable C++ API
+    uses_shim: bytes  # needs only stable shims (aoti_torch_*, torch_*)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +102,24 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> Binaries:
         vendored=(root / "vendor/libcompat_vendored.so").read_bytes(),
         cuda_torch_lib=root / "site/torch/lib",
         needs_cudart=linked("cudart_user.so", "cudart", "site/nvidia/lib", "compat_cudart"),
+        uses_at=compile_so(root / "at_user.so", UNSTABLE_SOURCE).read_bytes(),
+        uses_shim=compile_so(root / "shim_user.so", STABLE_SOURCE).read_bytes(),
     )
+
+
+# Undefined symbols as a C++ extension has them: the names are asm labels, so cc links them
+# as they are (a shared object may leave symbols undefined).
+UNSTABLE_SOURCE = """
+int numel(void *t) __asm__("_ZNK2at10TensorBase5numelEv");
+int aoti_torch_get_numel(void *t, long *out);
+int compat_entry(void *t) { long n; aoti_torch_get_numel(t, &n); return numel(t); }
+"""
+STABLE_SOURCE = """
+int aoti_torch_get_numel(void *t, long *out);
+int torch_call_dispatcher(const char *op, const char *overload, void *stack, long version);
+int compat_entry(void *t) { long n; aoti_torch_get_numel(t, &n);
+                            return torch_call_dispatcher("a", "", 0, 0); }
+"""
 
 
 def make_wheel(folder: Path, files: Mapping[str, bytes], *, tag: str = ABI3,
@@ -288,7 +309,7 @@ def test_wheel_file_tags_differing_from_the_name_are_a_warning(tmp_path: Path,
 
 @pytest.fixture
 def ext(binaries: Binaries) -> dict[str, bytes]:
-    return {"compat_kernels/_C.abi3.so": binaries.plain}
+    return {"compat_kernels/_C.abi3.so": binaries.uses_at}
 
 
 METADATA = "compat_kernels-0.1.0.dist-info/METADATA"
@@ -718,3 +739,119 @@ def test_an_extension_with_its_own_libstdcxx_is_an_error(tmp_path: Path, static:
     report = audit(wheel, torch_lib_dirs=[tmp_path])
     private = [m for m in messages(report) if "its own copy of libstdc++" in m]
     assert bool(private) is static, report.findings
+
+
+# -- the torch ABI of each shared object -----------------------------------------------------
+
+
+def test_stable_abi_wheel_needs_a_lower_bound_only(tmp_path: Path, binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.uses_shim}
+    report = audit(make_wheel(tmp_path, files, requires=["torch>=2.10"]))
+    assert report.torch_abi_verdict == "torch-stable"
+    assert report.torch_abi[0].extension is False  # no PyInit_: Python does not import it
+    assert report.errors == ()  # no upper bound asked for
+    # without torch-abi-audit the minimum is only the stable ABI's first release: said so
+    assert [f.message.split(" (")[0] for f in report.findings] == [
+        "the minimum torch of the stable-ABI libraries is not known"]
+
+
+def test_stable_abi_wheel_without_torch_requirement_is_told_the_bound(
+        tmp_path: Path, binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.uses_shim}
+    report = audit(make_wheel(tmp_path, files, requires=["numpy"]))
+    assert messages(report) == [
+        "the wheel does not require torch, so it admits every torch, also those before 2.9.0, "
+        "where it fails to load: compat_kernels/_C.abi3.so uses torch's stable ABI, and its "
+        "shims need torch 2.9.0; require torch>=2.9"]
+
+
+def test_stable_abi_wheel_admitting_a_torch_below_the_minimum_is_an_error(
+        tmp_path: Path, binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.uses_shim}
+    report = audit(make_wheel(tmp_path, files, requires=["torch>=2.4,<3"]))
+    assert messages(report) == [
+        "torch>=2.4,<3 admits torch 2.8, below the torch the wheel needs: "
+        "compat_kernels/_C.abi3.so uses torch's stable ABI, and its shims need torch 2.9.0; "
+        "require torch>=2.9 (no upper bound is needed)"]
+
+
+def test_one_unstable_library_makes_the_wheel_unstable(tmp_path: Path,
+                                                       binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.uses_shim,
+             "compat_kernels/_D.abi3.so": binaries.uses_at}
+    report = audit(make_wheel(tmp_path, files, requires=["torch>=2.10"]))
+    assert report.torch_abi_verdict == "torch-unstable"
+    assert [lib.torch for lib in report.torch_abi] == ["torch-stable", "torch-unstable"]
+    assert messages(report) == [
+        "torch>=2.10 admits torch 2.14.0, 2.12.0, but the extension was built against torch "
+        f"2.13.0+cpu and fails to load under another minor: require {PIN}"]
+
+
+def test_a_library_without_torch_symbols_gets_no_torch_rule(tmp_path: Path,
+                                                             binaries: Binaries) -> None:
+    report = audit(make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.plain},
+                              requires=["numpy"]))
+    assert report.torch_abi_verdict == "no-torch"
+    assert report.findings == ()
+
+
+def test_a_project_claiming_stable_abi_names_the_unstable_library(
+        tmp_path: Path, binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.uses_shim,
+             "compat_kernels/_D.abi3.so": binaries.uses_at}
+    report = audit_wheel(make_wheel(tmp_path, files), python="3.11", pythons=ALL_PYTHONS,
+                         torch_version=TORCH, torch_abi="stable")
+    claim = [f for f in report.errors if "project.torch_abi is stable" in f.message]
+    assert [f.file for f in claim] == ["compat_kernels/_D.abi3.so"]
+    assert claim[0].message.startswith(
+        "compat_kernels/_D.abi3.so uses torch's unstable C++ API (_ZNK2at10TensorBase5numelEv)")
+
+
+def test_the_audit_report_keeps_the_verdicts_through_json(tmp_path: Path,
+                                                          binaries: Binaries) -> None:
+    files = {"compat_kernels/_C.abi3.so": binaries.uses_shim}
+    report = audit(make_wheel(tmp_path, files, requires=["torch>=2.10"]))
+    again = AuditReport.from_json(report.to_json())
+    assert again == report
+    assert report.to_json()["torch_abi"] == {
+        "verdict": "torch-stable", "min_torch": "2.9.0",
+        "source": "compatmatrix (ELF dynamic symbols)",
+        "libraries": [lib.to_json() for lib in report.torch_abi]}
+
+
+@needs_cc
+def test_abi3_extension_outside_the_limited_api_fails_naming_the_symbols(
+        tmp_path: Path) -> None:
+    """torch-abi-audit's CPython check, symbol by symbol (skipped when uv cannot provide it)."""
+    tool = AbiTool(uv_command(os.environ), dict(os.environ), timeout=180)
+    so = compile_so(tmp_path / "bad.so", """
+        typedef struct _object PyObject;
+        PyObject *PyModule_Create2(void *def, int api);
+        PyObject **_PyObject_GetDictPtr(PyObject *obj);
+        PyObject *PyInit__C(void) { PyObject *m = PyModule_Create2(0, 3);
+                                    _PyObject_GetDictPtr(m); return m; }
+    """)
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": so.read_bytes()})
+    report = audit_wheel(wheel, python="3.11", pythons=ALL_PYTHONS, torch_version=TORCH,
+                         abi_tool=tool)
+    if report.torch_abi_source == "compatmatrix (ELF dynamic symbols)":
+        pytest.skip("torch-abi-audit is not available here")
+    assert messages(report) == [
+        "compat_kernels/_C.abi3.so is built for the CPython limited API (abi3), but uses "
+        "_PyObject_GetDictPtr, outside it: it fails to load or misbehaves on other Pythons the "
+        "wheel admits; use the limited API (Py_LIMITED_API) or tag the wheel per Python"]
+
+
+def test_a_stable_wheels_dependencies_are_checked_against_the_running_torch(
+        tmp_path: Path, binaries: Binaries) -> None:
+    wheel = make_wheel(tmp_path, {"compat_kernels/_C.abi3.so": binaries.needs_torchlike})
+    assert check_running_torch(wheel, python="3.11", torch_version="2.12.0+cpu",
+                               torch_lib_dirs=[binaries.torch_lib],
+                               system_libraries=set()) == ()
+    other = tmp_path / "other_torch_lib"
+    other.mkdir()
+    assert [f.message for f in check_running_torch(
+        wheel, python="3.11", torch_version="2.12.0+cpu", torch_lib_dirs=[other],
+        system_libraries=set())] == [
+        "libcompat_torchlike.so needed by compat_kernels/_C.abi3.so is not in torch "
+        "2.12.0+cpu's libraries nor on the system"]

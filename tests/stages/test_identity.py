@@ -122,3 +122,27 @@ def test_a_torch_import_that_crashes_leaves_the_facts(tmp_path: Path,
     assert not result.ok and "crashed (SIGABRT)" in result.import_error
     assert result.running_torch == "2.13.0+cu130"  # read from its files, before the crash
     assert result.facts["python"].startswith(f"{sys.version_info[0]}.{sys.version_info[1]}.")
+
+
+@pytest.mark.slow
+def test_a_stable_abi_wheel_may_run_under_another_torch_than_it_was_built_with(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    venv, imports = identity_venv(tmp_path)
+    monkeypatch.setenv("TORCH_IMPORTS", str(imports))
+
+    def identity(stable_abi: bool) -> IdentityResult:
+        return check_identity(
+            venv / "bin" / "python",
+            cell_axes={"python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+                       "torch": "2.13.0", "cuda": "cu130"},
+            package_axes=["torch"], import_name="pkg", build_torch_attr=None,
+            wheel_torch="2.11.0", log=tmp_path / "identity.log", timeout=60, venv=venv,
+            cwd=tmp_path / "cwd", stable_abi=stable_abi)
+
+    unstable = identity(stable_abi=False)
+    assert unstable.mismatches == (
+        "the extension was built against torch 2.11.0 but torch 2.13.0+cu130 is running",)
+    stable = identity(stable_abi=True)  # both torches recorded, the difference accepted
+    assert stable.ok, stable.mismatches
+    assert (stable.built_with_torch, stable.running_torch) == ("2.11.0", "2.13.0+cu130")
+    assert stable.facts["torch_abi"] == "stable"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-__all__ = ["MACHINES", "ElfError", "ElfInfo", "defined_symbols", "read_at", "read_elf",
-           "read_elf_file", "section_bounds"]
+__all__ = ["MACHINES", "ElfError", "ElfInfo", "defined_symbols", "dynamic_symbols", "read_at",
+           "read_elf", "read_elf_file", "section_bounds"]
 
 # e_machine values of the platforms wheels are built for, named as in wheel platform tags.
 MACHINES = {3: "i686", 20: "ppc", 21: "ppc64le", 22: "s390x", 40: "armv7l", 62: "x86_64",
@@ -133,25 +133,29 @@ def section_bounds(stream: IO[bytes], name: str) -> tuple[int, int] | None:
 
 def defined_symbols(stream: IO[bytes], names: set[str]) -> set[str]:
     """Which of ``names`` the object defines (and exports) in its dynamic symbol table."""
+    return {name for name, defined in dynamic_symbols(stream) if defined and name in names}
+
+
+def dynamic_symbols(stream: IO[bytes]) -> list[tuple[str, bool]]:
+    """(name, defined) for each entry of the dynamic symbol table: undefined ones are what
+    the dynamic linker must find elsewhere. Names come without the GNU version suffix
+    (``@GLIBCXX_3.4``) that nm shows."""
     bits, _, _ = _header(stream)
     endian = "<" if _read_at(stream, 5, 1) == b"\x01" else ">"
     symtab, strtab = section_bounds(stream, ".dynsym"), section_bounds(stream, ".dynstr")
     if symtab is None or strtab is None:
-        return set()
+        return []
     if symtab[1] > _MAX_SYMBOLS or strtab[1] > _MAX_SYMBOLS:
         raise ElfError(f"implausible dynamic symbol table ({symtab[1]} bytes)")
     entry = struct.Struct(endian + ("IBBHQQ" if bits == 64 else "IIIBBH"))
     name_at, section_at = (0, 3) if bits == 64 else (0, 5)
     table = _read_at(stream, *symtab)
     strings = _read_at(stream, *strtab)
-    found = set()
+    found = []
     for start in range(0, len(table) - entry.size + 1, entry.size):
         fields = entry.unpack_from(table, start)
-        if fields[section_at] == 0:  # SHN_UNDEF: used here, defined elsewhere
-            continue
         name = _string(strings, fields[name_at]) if fields[name_at] < len(strings) else ""
-        if name in names:
-            found.add(name)
+        found.append((name, fields[section_at] != 0))  # SHN_UNDEF: defined elsewhere
     return found
 
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from compatmatrix.binary.torchabi import NO_TORCH, STABLE, UNSTABLE, LibraryAbi
+
 __all__ = [
     "ERROR",
     "NOTE",
@@ -108,6 +110,38 @@ class AuditReport:
     findings: tuple[Finding, ...]
     # per shared object with GPU code: its targets, "sm_90" (SASS) and "compute_90" (PTX)
     gpu_code: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # per shared object: the torch ABI it uses and the oldest torch it needs
+    torch_abi: tuple[LibraryAbi, ...] = ()
+    torch_abi_source: str = ""  # torch-abi-audit's name and version, or compatmatrix's own
+
+    @property
+    def torch_abi_verdict(self) -> str | None:
+        """The wheel's: torch-unstable when any library is, torch-stable when every library
+        that uses torch uses only the stable ABI, no-torch when none does; None: no library."""
+        kinds = {library.torch for library in self.torch_abi}
+        if not kinds:
+            return None
+        return UNSTABLE if UNSTABLE in kinds else STABLE if STABLE in kinds else NO_TORCH
+
+    @property
+    def min_torch(self) -> str | None:
+        """The oldest torch every stable library's shims exist in (None: not stable)."""
+        found = [library.min_torch for library in self.torch_abi if library.min_torch]
+        return max(found, key=_release) if found else None
+
+    def torch_abi_lines(self) -> list[str]:
+        """``stable_ext/_C.abi3.so: torch-stable, needs torch>=2.10.0``, one per library."""
+        lines = []
+        for library in self.torch_abi:
+            line = f"{library.member}: {library.torch}"
+            if library.min_torch:
+                line += f", needs torch>={library.min_torch}"
+                if library.pinned_by:
+                    line += f" ({', '.join(library.pinned_by[:3])})"
+            lines.append(line)
+        if lines and self.torch_abi_source:
+            lines.append(f"(torch ABI read by {self.torch_abi_source})")
+        return lines
 
     def gpu_code_lines(self) -> list[str]:
         """``_C.abi3.so: SASS sm_90; PTX none``, one line per shared object with GPU code."""
@@ -132,7 +166,10 @@ class AuditReport:
                 "findings": [f.to_json() for f in self.findings],
                 "gpu_code": {member: {"sass": [n for n in names if n.startswith("sm_")],
                                       "ptx": [n for n in names if n.startswith("compute_")]}
-                             for member, names in self.gpu_code}}
+                             for member, names in self.gpu_code},
+                "torch_abi": {"verdict": self.torch_abi_verdict, "min_torch": self.min_torch,
+                              "source": self.torch_abi_source,
+                              "libraries": [lib.to_json() for lib in self.torch_abi]}}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> AuditReport:
@@ -143,6 +180,9 @@ class AuditReport:
         findings = data.get("findings")
         requirement = data.get("torch_requirement")
         gpu_code = data.get("gpu_code")
+        abi = data.get("torch_abi")
+        abi = abi if isinstance(abi, Mapping) else {}
+        libraries = abi.get("libraries")
         return cls(str(data["wheel"]), strings("tags"), strings("extensions"),
                    None if requirement is None else str(requirement),
                    tuple(Finding.from_json(f) for f in findings if isinstance(f, Mapping))
@@ -150,7 +190,15 @@ class AuditReport:
                    tuple((str(member), tuple(str(n) for kind in ("sass", "ptx")
                                              for n in targets.get(kind, [])))
                          for member, targets in gpu_code.items() if isinstance(targets, Mapping))
-                   if isinstance(gpu_code, Mapping) else ())
+                   if isinstance(gpu_code, Mapping) else (),
+                   tuple(LibraryAbi.from_json(lib) for lib in libraries
+                         if isinstance(lib, Mapping))
+                   if isinstance(libraries, list) else (),
+                   str(abi.get("source") or ""))
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("+")[0].split(".") if p.isdigit())
 
 
 @dataclass(frozen=True)

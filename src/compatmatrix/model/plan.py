@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 from compatmatrix._text import short_hash
 from compatmatrix.model.spec import DEFAULT_RESOLUTION, NONE, PREINSTALLED, Matrix, is_specifier
 
-__all__ = ["Cell", "build_key", "cell_id", "matches", "plan_cells"]
+__all__ = ["Cell", "build_key", "cell_id", "matches", "plan_cells", "stable_build_torch"]
 
 
 @dataclass(frozen=True)
@@ -253,18 +253,52 @@ def build_key(matrix: Matrix, values: Mapping[str, str]) -> str:
     """What the wheel depends on: Python ABI (or abi3), torch, CUDA variant.
 
     vLLM, extras and other package axes never enter it. The source hash and build settings
-    are added by the build stage, which reads files; planning stays pure.
+    are added by the build stage, which reads files; planning stays pure. A stable-ABI
+    project (``project.torch_abi: stable``) leaves the torch version out and keeps only the
+    CUDA major (``abi3-torchstable-cu13``): one wheel, tested under every torch.
     """
     torch = values.get("torch", NONE)
     abi = f"cp{values['python'].replace('.', '')}"
-    abi3 = matrix.project.abi3 if matrix.project is not None else None
+    project = matrix.project
+    abi3 = project.abi3 if project is not None else None
+    stable = (project is not None and project.torch_abi == "stable"
+              and torch not in (NONE, PREINSTALLED))
+    version = stable_build_torch(matrix, ()) if stable else torch
+    if stable and version is None:
+        version = torch
     # a preinstalled torch's version is only known when building: keep the key per-Python
-    if (abi3 is not None and torch not in (NONE, PREINSTALLED) and not is_specifier(torch)
-            and abi3.contains(Version(torch), prereleases=True)):
+    if (abi3 is not None and version not in (None, NONE, PREINSTALLED)
+            and not is_specifier(str(version))
+            and abi3.contains(Version(str(version)), prereleases=True)):
         abi = "abi3"
     parts = [abi]
+    if stable:
+        parts.append("torchstable")
+        if "cuda" in values:
+            parts.append(_cuda_major(values["cuda"]))
+        return "-".join(parts)
     if torch != NONE:
         parts.append("torch" + _safe(torch))
     if "cuda" in values:
         parts.append(_safe(values["cuda"]))
     return "-".join(parts)
+
+
+def _cuda_major(variant: str) -> str:
+    """cu130 -> cu13, cu128 -> cu12: a stable wheel links the CUDA runtime of one major."""
+    found = re.fullmatch(r"cu(\d+)(\d)", variant)
+    return _safe(f"cu{found[1]}" if found else variant)
+
+
+def stable_build_torch(matrix: Matrix, torches: Iterable[str]) -> str | None:
+    """The torch a stable-ABI wheel is built against: ``project.stable_build_torch``, else the
+    lowest exact torch among ``torches`` (the torch values of the cells sharing the build key;
+    with none given, of the whole torch axis), so that its shims exist in every torch the
+    wheel is tested under. None when there is no exact version to build against."""
+    project = matrix.project
+    if project is not None and project.stable_build_torch is not None:
+        return project.stable_build_torch
+    values = list(torches) or [v for axis in matrix.axes if axis.name == "torch"
+                               for v in axis.values]
+    versions = [Version(v) for v in values if _version(v) is not None and v != PREINSTALLED]
+    return str(min(versions)) if versions else None

@@ -129,6 +129,10 @@ class Project:
     # A published release, "NAME==VERSION": each cell tests the wheel its resolution picks
     requirement: str | None = None
     requirement_at: Location | None = field(default=None, compare=False, repr=False)
+    # unstable (default): the extension uses at::/c10::, one wheel per torch; stable: only
+    # torch's stable ABI, one wheel per Python ABI and CUDA major, tested under every torch
+    torch_abi: str = "unstable"
+    stable_build_torch: str | None = None  # the torch a stable wheel is built against
 
     @property
     def mode(self) -> str:
@@ -280,7 +284,7 @@ def _parse_project(value: YValue, root: Path) -> Project:
     mapping = as_map(value, "project")
     check_keys(mapping, "project", ("path", "import", "abi3", "build_torch_attr",
                                     "test_requires", "cuda_archs", "nvcc", "cuda_code",
-                                    "wheels", "requirement"),
+                                    "wheels", "requirement", "torch_abi", "stable_build_torch"),
                required=("import",))
     wheels, wheels_at = _parse_wheels(mapping.get("wheels"))
     requirement_node = mapping.get("requirement")
@@ -324,6 +328,9 @@ def _parse_project(value: YValue, root: Path) -> Project:
                                 ("required", "optional")),
         wheels=wheels, wheels_at=wheels_at, requirement=requirement,
         requirement_at=requirement_node.at if requirement_node is not None else None,
+        torch_abi=_parse_choice(mapping.get("torch_abi"), "project.torch_abi",
+                                ("unstable", "stable")),
+        stable_build_torch=_parse_stable_build_torch(mapping),
     )
 
 
@@ -373,6 +380,27 @@ def release_requirement(text: str, at: Location | None) -> str:
     if at is None:
         raise UsageError(f"--requirement {_short(text)} {why}; {hint}")
     raise SpecError(at, message, hint)
+
+
+def _parse_stable_build_torch(mapping: YMap) -> str | None:
+    node = mapping.get("stable_build_torch")
+    if node is None:
+        return None
+    text = as_scalar_text(node, "project.stable_build_torch")
+    abi = mapping.get("torch_abi")
+    if abi is None or as_scalar_text(abi, "project.torch_abi") != "stable":
+        raise SpecError(node.at, "project.stable_build_torch is only for a stable-ABI "
+                        "extension", "add 'torch_abi: stable' to project, or remove "
+                        "stable_build_torch (an unstable extension is built per torch)")
+    try:
+        version = Version(text)
+    except InvalidVersion:
+        version = None
+    if version is None or is_specifier(text) or version.local is not None:
+        raise SpecError(node.at, f"project.stable_build_torch: {text!r} is not a torch "
+                        "release", "write the exact release the stable wheel is built "
+                        "against, e.g. '2.10.0' (the variant comes from each cell's cuda)")
+    return text
 
 
 def _parse_choice(value: YValue | None, what: str, choices: tuple[str, ...]) -> str:

@@ -7,6 +7,7 @@ this cell only; the record is always written, atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import threading
 import time
@@ -18,7 +19,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
+from compatmatrix.binary.torchabi import NO_TORCH, STABLE, AbiTool
 from compatmatrix.host.gpu import cell_kind_problem
 from compatmatrix.host.indexes import index_url_for
 from compatmatrix.host.interpreters import InterpreterFinder
@@ -32,7 +35,7 @@ from compatmatrix.model.outcomes import (
     SuiteStatus,
     stage_label,
 )
-from compatmatrix.model.plan import Cell
+from compatmatrix.model.plan import Cell, stable_build_torch
 from compatmatrix.model.project import (
     ProjectMeta,
     StaticProject,
@@ -43,7 +46,7 @@ from compatmatrix.model.record import CellRecord, Status, read_record, reproduce
 from compatmatrix.model.spec import DEFAULT_RESOLUTION, NONE, PREINSTALLED, Matrix
 from compatmatrix.model.workdir import WorkDir
 from compatmatrix.run.inputs import ProjectDigests, cell_inputs
-from compatmatrix.stages.audit import audit_wheel
+from compatmatrix.stages.audit import audit_wheel, check_running_torch
 from compatmatrix.stages.build import (
     BuildRequest,
     BuildResult,
@@ -52,7 +55,7 @@ from compatmatrix.stages.build import (
     prepare_metadata,
     read_torch_facts,
 )
-from compatmatrix.stages.identity import check_identity
+from compatmatrix.stages.identity import check_identity, same_torch
 from compatmatrix.stages.install import install_cell_env, mark_venv, venv_marked, venv_python
 from compatmatrix.stages.resolve import (
     Resolution,
@@ -307,6 +310,9 @@ class _CellRun:
         if self.torch_preinstalled:
             facts = read_torch_facts(self.python)
             found["torch"] = f"{facts.version} {facts.root}"
+        if self.ctx.matrix.project is not None and self.ctx.matrix.package.torch_abi == "stable":
+            # a lower torch added to the matrix builds this key's one wheel against it
+            found["build_torch"] = str(self.build_torch())
         return found
 
     def metadata(self) -> CellRecord | None:
@@ -323,7 +329,8 @@ class _CellRun:
         if ctx.project.meta is not None:
             self.meta = ctx.project.meta
             return None
-        torch = self.cell.value("torch") or NONE
+        # a stable-ABI key's one wheel is built against its one torch: so is its metadata
+        torch = self.stable_torch() or self.cell.value("torch") or NONE
         request = MetadataRequest(
             build_key=self.cell.build_key, project=self.source,
             files=tuple(ctx.digests.files()), source_digest=ctx.digests.source(),
@@ -474,9 +481,33 @@ class _CellRun:
         return self.end(result.status, Stage.RESOLVE, result.reason,
                         tuple(result.explanation.splitlines()))
 
+    def stable_torch(self) -> str | None:
+        """For a stable-ABI project, the one torch release its build key is built against
+        (project.stable_build_torch, else the lowest of the key's cells); else None."""
+        project, torch = self.ctx.matrix.package, self.cell.value("torch")
+        if project.torch_abi != "stable" or torch in (None, NONE, PREINSTALLED):
+            return None
+        return stable_build_torch(self.ctx.matrix, [
+            c.value("torch") or NONE for c in self.ctx.cells
+            if c.build_key == self.cell.build_key])
+
+    def build_torch(self) -> str | None:
+        """The torch to build against: the lock's, or a stable-ABI key's one torch, in the
+        variant the lock names (``2.11.0+cpu`` beside a locked ``2.13.0+cpu``; PyPI's own
+        build has no label)."""
+        locked = self.record.resolved.get("torch")
+        chosen = self.stable_torch()
+        if chosen is None or locked is None or "+" in chosen:
+            return locked if chosen is None else chosen
+        try:
+            label = Version(locked).local
+        except InvalidVersion:
+            label = None
+        return f"{chosen}+{label}" if label else chosen
+
     def build(self) -> CellRecord | None:
         ctx = self.ctx
-        torch = self.record.resolved.get("torch")
+        torch = self.build_torch()
         project = ctx.matrix.package
         request = BuildRequest(
             build_key=self.cell.build_key, project=self.source,
@@ -496,10 +527,15 @@ class _CellRun:
             artifact=Artifact(result.wheel.name, sha_file(result.wheel), "built")
             if result.wheel else None)
         if not result.ok:
+            details = result.details
+            if self.stable_torch() is not None:
+                details = (*details, f"this stable-ABI wheel (build key {self.cell.build_key}) "
+                           f"is built against torch {torch}: the lowest torch of the cells "
+                           "that share it, or project.stable_build_torch, which names another")
             if result.unavailable:  # e.g. no matching nvcc: try again once one is installed
                 self.record = self.record.but(inputs="")
-                return self.end(Status.UNAVAILABLE, Stage.BUILD, result.reason, result.details)
-            return self.end(Status.FAILED, Stage.BUILD, result.reason, result.details)
+                return self.end(Status.UNAVAILABLE, Stage.BUILD, result.reason, details)
+            return self.end(Status.FAILED, Stage.BUILD, result.reason, details)
         return self.check_wheel_metadata()
 
     def check_wheel_metadata(self) -> CellRecord | None:
@@ -552,6 +588,13 @@ class _CellRun:
             pythons = sorted({c.python for c in self.ctx.cells
                               if c.build_key == self.cell.build_key}, key=_version_key)
         suites = self.ctx.matrix.suites
+        log = self.log("audit")
+        if self.given is None:
+            assert self.built.wheel is not None
+            abi_cache = self.built.wheel.parent / "torch-abi.json"
+        else:  # one verdict per given wheel, whichever cells test it
+            sha = self.record.artifact.sha256 if self.record.artifact is not None else "wheel"
+            abi_cache = self.ctx.workdir.root / "torch-abi" / sha / "torch-abi.json"
         report = audit_wheel(wheel, python=self.cell.python, pythons=pythons,
                              compiled_sources=self.ctx.digests.has_compiled_sources(),
                              cuda_sources=self.ctx.digests.cuda_sources(),
@@ -561,13 +604,18 @@ class _CellRun:
                              torch_lib_dirs=lib_dirs,
                              torch_cuda=torch_cuda,
                              gpu_suites={s.name: s.gpu for s in suites if s.gpu},
+                             torch_abi=self.ctx.matrix.package.torch_abi,
+                             abi_tool=AbiTool(self.ctx.uv, self.ctx.env, log,
+                                              timeout=min(120.0, self.ctx.timeout(Stage.AUDIT)),
+                                              cache=abi_cache),
                              )
         self.durations["audit"] = time.monotonic() - start
         self.record = self.record.but(audit=report)
-        log = self.log("audit")
-        log.write_text("".join(f"{line}\n" for line in report.gpu_code_lines()) +
-                       "".join(f"{f.severity}: {f.file}: {f.message}\n"
-                               for f in report.findings), encoding="utf-8")
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write("".join(f"{line}\n" for line in report.torch_abi_lines()) +
+                         "".join(f"{line}\n" for line in report.gpu_code_lines()) +
+                         "".join(f"{f.severity}: {f.file}: {f.message}\n"
+                                 for f in report.findings))
         # errors do not stop the cell: install, identity and suites still run (audit_first)
         self.audit_errors = report.errors
         return None
@@ -587,9 +635,42 @@ class _CellRun:
             return self.end(Status.FAILED, Stage.INSTALL, result.reason, result.details)
         return None
 
+    @property
+    def stable_abi(self) -> bool:
+        """The wheel is not bound to the torch it was built against: the audit found every
+        library that uses torch on its stable ABI only, or (in a stable-ABI project, whose
+        cells share one wheel) no library that uses torch at all."""
+        audit = self.record.audit
+        if audit is None:
+            return False
+        verdict = audit.torch_abi_verdict
+        return verdict == STABLE or (verdict in (NO_TORCH, None)
+                                     and self.ctx.matrix.package.torch_abi == "stable")
+
+    def check_running_torch(self) -> None:
+        """A stable-ABI wheel built against another torch: its ELF dependencies against the
+        torch this cell runs (an audit finding, so the audit keeps every error)."""
+        built = self.built.torch_version
+        facts = read_torch_facts(self.venv_python)
+        if (not self.stable_abi or self.built.wheel is None or facts.version is None
+                or facts.root is None or built is None or same_torch(built, facts.version)):
+            return
+        found = check_running_torch(self.built.wheel, python=self.cell.python,
+                                    torch_version=facts.version,
+                                    torch_lib_dirs=(facts.root / "lib",))
+        if found and self.record.audit is not None:
+            audit = self.record.audit
+            self.record = self.record.but(audit=dataclasses.replace(
+                audit, findings=(*audit.findings, *found)))
+            self.audit_errors = self.record.audit.errors if self.record.audit else ()
+            with self.ctx.workdir.log(self.cell.id, "audit").open("a", encoding="utf-8") as log:
+                log.write("".join(f"{f.severity}: {f.file}: {f.message} (under the running "
+                                  f"torch {facts.version})\n" for f in found))
+
     def identity(self) -> CellRecord | None:
         start = time.monotonic()
         matrix = self.ctx.matrix
+        self.check_running_torch()
         result = check_identity(
             self.venv_python, cell_axes=dict(self.cell.axes),
             package_axes=[a.name for a in matrix.axes if a.kind == "package"],
@@ -598,7 +679,7 @@ class _CellRun:
             wheel_torch=self.built.torch_version if self.given is None else None,
             log=self.log("identity"),
             timeout=self.ctx.timeout(Stage.IDENTITY), venv=self.ctx.workdir.env(self.cell.id),
-            cwd=self.ctx.workdir.neutral(self.cell.id))
+            cwd=self.ctx.workdir.neutral(self.cell.id), stable_abi=self.stable_abi)
         self.durations["identity"] = time.monotonic() - start
         self.record = self.record.but(identity=result,
                                       built_with_torch=result.built_with_torch,

@@ -38,11 +38,21 @@ from compatmatrix.binary.elf import (
     read_elf_file,
 )
 from compatmatrix.binary.fatbin import GpuArch, read_gpu_archs
+from compatmatrix.binary.torchabi import (
+    NO_TORCH,
+    OWN_SOURCE,
+    STABLE,
+    UNSTABLE,
+    AbiTool,
+    AbiVerdicts,
+    LibraryAbi,
+    library_verdicts,
+)
 from compatmatrix.host import cmd as _cmd
 from compatmatrix.host.gpu import KNOWN_KINDS, GpuKind
 from compatmatrix.model.outcomes import ERROR, NOTE, WARNING, AuditReport, Finding
 
-__all__ = ["audit_wheel", "system_libraries"]
+__all__ = ["audit_wheel", "check_running_torch", "system_libraries"]
 
 
 PyVersion = tuple[int, int]
@@ -89,6 +99,8 @@ class _Cell:
     nvcc_ran: bool | None = None  # whether nvcc ran in the build (None: not known)
     cuda_code_optional: bool = False  # project.cuda_code: optional
     compiled_sources: bool = False  # the project has C/C++/CUDA sources
+    torch_abi: str = "unstable"  # what the project claims (project.torch_abi)
+    abi_tool: AbiTool | None = None  # how to run torch-abi-audit (None: not asked)
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,8 @@ def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
                 torch_cuda: str | None = None, gpu_suites: Mapping[str, str] | None = None,
                 cuda_sources: Sequence[str] = (), nvcc_ran: bool | None = None,
                 cuda_code_optional: bool = False,
-                compiled_sources: bool = False) -> AuditReport:
+                compiled_sources: bool = False, torch_abi: str = "unstable",
+                abi_tool: AbiTool | None = None) -> AuditReport:
     """Audit ``wheel`` for a cell on ``python``; ``pythons`` are all that will load it.
 
     ``system_libraries`` (file names) replaces the ``ldconfig -p`` lookup, for tests and for
@@ -117,6 +130,13 @@ def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
     says whether nvcc ran at all, for the message. A wheel with no shared object is a pure
     Python wheel: none of the checks for compiled code apply, unless the project has compiled
     sources (``compiled_sources``), which the build then left out.
+
+    Each shared object's torch ABI is read by torch-abi-audit, run through ``abi_tool``
+    (else, or when it cannot run, by compatmatrix's own reading of its symbols), and the
+    torch requirement is judged by it: bounded to the built minor for code that uses the
+    unstable C++ API, above the minimum torch of the shims for stable-ABI code, no rule for
+    a wheel that uses no torch. ``torch_abi`` is the project's claim: ``stable`` makes an
+    unstable library an error.
     """
     cell = _Cell(_py_version(python),
                  tuple(sorted({_py_version(p) for p in (*pythons, python)})), torch_version,
@@ -124,7 +144,7 @@ def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
                  frozenset(system_libraries) if system_libraries is not None
                  else _system_libraries(), torch_cuda,
                  tuple(sorted((gpu_suites or {}).items())), tuple(cuda_sources), nvcc_ran,
-                 cuda_code_optional, compiled_sources)
+                 cuda_code_optional, compiled_sources, torch_abi, abi_tool)
     try:
         with zipfile.ZipFile(wheel) as archive:
             return _audit(archive, wheel.name, cell)
@@ -135,12 +155,37 @@ def audit_wheel(wheel: Path, *, python: str, pythons: Sequence[str],
         return AuditReport(wheel.name, _tag_strings(tags), (), None, (problem,))
 
 
+def check_running_torch(wheel: Path, *, python: str, torch_version: str,
+                        torch_lib_dirs: Sequence[Path],
+                        system_libraries: Collection[str] | None = None) -> tuple[Finding, ...]:
+    """The ELF dependencies of each shared object against the torch a cell runs: a stable-ABI
+    wheel is built against one torch and loaded under others, whose libraries must provide
+    what it needs (``libtorch_cpu.so``, ``libc10.so``, a CUDA runtime of the same major)."""
+    cell = _Cell(_py_version(python), (_py_version(python),), torch_version,
+                 _torch_libraries(torch_lib_dirs), bool(torch_lib_dirs),
+                 frozenset(system_libraries) if system_libraries is not None
+                 else _system_libraries())
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            contents, _ = _read_contents(archive, wheel.name)
+            installed = {_installed(m) for m in contents.members}
+            findings: list[Finding] = []
+            for member in (m for m in contents.members if _SHARED_OBJECT.search(m)):
+                with archive.open(member) as stream:
+                    info = read_elf(stream)
+                findings += _check_needed(member, info, installed, contents.members, cell)
+    except (OSError, EOFError, ElfError, zipfile.BadZipFile, zipfile.LargeZipFile):
+        return ()  # the audit already reported an unreadable wheel or shared object
+    return tuple(findings)
+
+
 def _audit(archive: zipfile.ZipFile, name: str, cell: _Cell) -> AuditReport:
     contents, findings = _read_contents(archive, name)
     tags, tag_findings = _wheel_tags(contents)
     extensions = tuple(m for m in contents.members if _is_extension(m))
     shared = tuple(m for m in contents.members if _SHARED_OBJECT.search(m))
-    requirement, torch_findings = _check_torch_requirement(contents, cell, compiled=bool(shared))
+    verdicts = library_verdicts(archive, shared, cell.abi_tool)
+    requirement, torch_findings = _check_torch_requirement(contents, cell, verdicts)
     findings += tag_findings
     findings += _check_tags(name, tags, cell)
     users = _users(tags, contents.metadata)
@@ -148,10 +193,12 @@ def _audit(archive: zipfile.ZipFile, name: str, cell: _Cell) -> AuditReport:
                                   tuple(sorted({*users, *cell.targets})), cell.compiled_sources)
     findings += _check_shared_objects(archive, contents, tags, shared, cell)
     findings += torch_findings
+    findings += _check_stable_claim(verdicts, cell)
+    findings += _check_limited_api(tags, verdicts)
     gpu_code, gpu_findings = _check_gpu_code(archive, name, shared, cell)
     findings += gpu_findings
     return AuditReport(name, _tag_strings(tags), extensions, requirement, tuple(findings),
-                       gpu_code)
+                       gpu_code, verdicts.libraries, verdicts.source)
 
 
 # -- reading the wheel ----------------------------------------------------------------------
@@ -531,16 +578,22 @@ def _unresolved(member: str, library: str, elsewhere: list[str], cell: _Cell) ->
 
 
 def _check_torch_requirement(contents: _Contents, cell: _Cell,
-                             compiled: bool) -> tuple[str | None, list[Finding]]:
+                             verdicts: AbiVerdicts) -> tuple[str | None, list[Finding]]:
+    """The rule follows the binary: a bound to the built minor for the unstable C++ API, a
+    lower bound at the shims' minimum for the stable ABI, nothing for code without torch."""
     if contents.metadata is None:
         return None, []  # already reported as missing or unreadable
     file = f"{contents.dist_info}/METADATA"
     lines, findings = _torch_lines(contents.metadata, file, cell.python)
     written = " and ".join(str(line) for line, _ in lines) or None
-    if cell.torch_version is None or not compiled:
-        # The torch minor bound is for compiled code, which links torch's C++ ABI; a pure
-        # Python wheel may declare any range (what the matrix measures is its evidence).
+    kinds = {library.torch for library in verdicts.libraries}
+    if cell.torch_version is None or not kinds or kinds == {NO_TORCH}:
+        # The torch bounds are for compiled code that uses torch; a pure Python wheel, or one
+        # whose libraries use no torch symbol, may declare any range (what the matrix
+        # measures is its evidence).
         return written, findings
+    if UNSTABLE not in kinds:
+        return written, findings + _check_stable_requirement(file, lines, written, verdicts)
     built = Version(cell.torch_version)
     major, minor = (*built.release, 0)[:2]
     pin = f"torch>={major}.{minor},<{major}.{minor + 1}"
@@ -557,6 +610,112 @@ def _check_torch_requirement(contents: _Contents, cell: _Cell,
         specifier &= req.specifier
     findings += _check_specifier(file, written or "", specifier, built, pin)
     return written, findings
+
+
+def _check_stable_requirement(file: str, lines: list[tuple[str, Requirement]],
+                              written: str | None, verdicts: AbiVerdicts) -> list[Finding]:
+    """Stable-ABI code loads under every torch that has its shims: the requirement must not
+    admit a torch without them, and needs no upper bound."""
+    stable = [lib for lib in verdicts.libraries if lib.torch == STABLE]
+    needing = max(stable, key=lambda lib: _release(lib.min_torch or "2.9.0"))
+    minimum = Version(needing.min_torch or "2.9.0")
+    floor = f"torch>={minimum.major}.{minimum.minor}"
+    if minimum.micro:
+        floor = f"torch>={minimum.public}"
+    why = (f"{needing.member} uses torch's stable ABI, and its shims need torch "
+           f"{minimum.public}" + (f" ({', '.join(needing.pinned_by[:3])})"
+                                 if needing.pinned_by else ""))
+    findings = _unknown_minimum(stable, verdicts)
+    if not lines:
+        findings.append(Finding(ERROR, file, (
+            f"the wheel does not require torch, so it admits every torch, also those before "
+            f"{minimum.public}, where it fails to load: {why}; require {floor}")))
+        return findings
+    if any(req.url for _, req in lines):
+        return findings  # a direct URL names one exact build
+    specifier = SpecifierSet()
+    for _, req in lines:
+        specifier &= req.specifier
+    below = _admitted_below(specifier, minimum)
+    if below is not None:
+        findings.append(Finding(ERROR, file, (
+            f"{written} admits torch {below}, below the torch the wheel needs: {why}; "
+            f"require {floor} (no upper bound is needed)")))
+    return findings
+
+
+def _unknown_minimum(stable: list[LibraryAbi], verdicts: AbiVerdicts) -> list[Finding]:
+    """What keeps the minimum torch from being known: no torch-abi-audit, or newer shims."""
+    findings = []
+    if verdicts.source == OWN_SOURCE:
+        findings.append(Finding(WARNING, stable[0].member, (
+            "the minimum torch of the stable-ABI libraries is not known "
+            f"({verdicts.problem or 'torch-abi-audit was not run'}); "
+            f"only the stable ABI's first release, 2.9, was checked against the torch "
+            f"requirement: make {_TOOL_NAME} available to uv (it needs Python >= 3.11)")))
+    for library in stable:
+        if library.unknown_shims:
+            findings.append(Finding(WARNING, library.member, (
+                f"{library.member} uses shims newer than {verdicts.source} knows "
+                f"({', '.join(library.unknown_shims[:3])}): the torch it needs is at least "
+                f"{library.min_torch}, perhaps newer")))
+    return findings
+
+
+_TOOL_NAME = "torch-abi-audit"
+
+
+def _admitted_below(specifier: SpecifierSet, minimum: Version) -> str | None:
+    """The newest torch minor below ``minimum`` that ``specifier`` admits, if any."""
+    candidates = [f"{minimum.major}.{minimum.minor}.{p}" for p in range(minimum.micro)]
+    candidates += [f"{minimum.major}.{m}.{p}" for m in range(minimum.minor) for p in (0, 9)]
+    candidates += ["1.13.1", "1.0.0"] if minimum.major == 2 else []
+    admitted = [Version(v) for v in candidates if specifier.contains(v, prereleases=True)]
+    if not admitted:
+        return None
+    newest = max(admitted)  # its minor: the patch level probed is no real release
+    return f"{newest.major}.{newest.minor}" + (
+        f".{newest.micro}" if (newest.major, newest.minor) == (minimum.major, minimum.minor)
+        else "")
+
+
+def _release(version: str) -> Version:
+    return Version(version)
+
+
+def _check_stable_claim(verdicts: AbiVerdicts, cell: _Cell) -> list[Finding]:
+    """project.torch_abi: stable builds one wheel for every torch: each library must keep
+    to the stable ABI, or the wheel breaks under every torch but the one it was built with."""
+    if cell.torch_abi != "stable":
+        return []
+    return [Finding(ERROR, lib.member, (
+        f"{lib.member} uses torch's unstable C++ API ({', '.join(lib.unstable[:3])}), but "
+        f"project.torch_abi is stable: built once against torch {cell.torch_version}, it "
+        "fails to load under the other torch releases it is tested with; use only the stable "
+        "ABI (torch/csrc/stable, torch/headeronly, STABLE_TORCH_LIBRARY) or set "
+        "project.torch_abi: unstable")) for lib in verdicts.libraries if lib.torch == UNSTABLE]
+
+
+def _check_limited_api(tags: frozenset[Tag], verdicts: AbiVerdicts) -> list[Finding]:
+    """An abi3 extension must use the CPython limited API only, symbol by symbol."""
+    abi3_tagged = any(t.abi == "abi3" for t in tags)
+    findings = []
+    for lib in verdicts.libraries:
+        if not lib.extension or not (abi3_tagged or _suffix(lib.member) == "abi3"):
+            continue
+        if lib.cpython_violations:
+            findings.append(Finding(ERROR, lib.member, (
+                f"{lib.member} is built for the CPython limited API (abi3), but uses "
+                f"{', '.join(lib.cpython_violations[:5])}"
+                + (f" and {len(lib.cpython_violations) - 5} more" if
+                   len(lib.cpython_violations) > 5 else "")
+                + ", outside it: it fails to load or misbehaves on other Pythons the wheel "
+                "admits; use the limited API (Py_LIMITED_API) or tag the wheel per Python")))
+        elif not lib.cpython_checked and verdicts.problem:
+            findings.append(Finding(NOTE, lib.member, (
+                f"{lib.member}'s use of the CPython limited API was not checked symbol by "
+                f"symbol ({verdicts.problem})")))
+    return findings
 
 
 def _torch_lines(metadata: str, file: str,

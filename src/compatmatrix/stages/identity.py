@@ -95,10 +95,12 @@ def expected_cuda(variant: str | None) -> str | None:
 def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: Sequence[str],
                    import_name: str, build_torch_attr: str | None,
                    wheel_torch: str | None, log: Path, timeout: float, venv: Path,
-                   cwd: Path) -> IdentityResult:
+                   cwd: Path, stable_abi: bool = False) -> IdentityResult:
     """``cwd`` is an empty folder, and ``-I`` keeps the working directory, PYTHONPATH and the
     user's site-packages off ``sys.path``: the package must come from ``venv``, never from a
-    source tree next to where compatmatrix was started."""
+    source tree next to where compatmatrix was started. ``stable_abi``: the audit found the
+    wheel's libraries on torch's stable ABI only, so it may run under another torch than the
+    one it was built against (both are recorded)."""
     names = sorted({canonicalize_name(n) for n in package_axes} | {"torch"})
     answer = probe(python, _FACTS, json.dumps(names), tag="COMPATMATRIX-FACTS",
                    flags=_FLAGS, log=log, cwd=cwd, timeout=timeout)
@@ -135,7 +137,9 @@ def check_identity(python: Path, *, cell_axes: Mapping[str, str], package_axes: 
     else:
         build_torch = data.get("build_torch")
         built = str(build_torch) if build_torch else wheel_torch
-        if running and built and not same_torch(str(built), str(running)):
+        if stable_abi:
+            facts["torch_abi"] = "stable"  # built once, run under every torch of the matrix
+        elif running and built and not same_torch(str(built), str(running)):
             mismatches.append(f"the extension was built against torch {built} "
                               f"but torch {running} is running")
         facts["module_file"] = data.get("module_file")
