@@ -12,8 +12,11 @@ multi-torch end to end run of matrix-stable.yaml is in test_stable_abi_matrix (s
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -247,3 +250,29 @@ def rewrite_requirement(wheel: Path, folder: Path, requirement: str | None) -> P
                 data = "\n".join(lines).encode()
             target.writestr(item, data)
     return out
+
+
+@pytest.mark.slow
+def test_a_given_stable_wheel_is_tested_without_a_build(stable_wheel: Path, tool: AbiTool,
+                                                         tmp_path: Path) -> None:
+    """The stable wheel built elsewhere, given to a run: audited against the cell's running
+    torch (the check a built stable wheel gets at identity is not repeated, and once raised
+    AttributeError for a wheel that was not built here), installed and tested, not built."""
+    root = tmp_path / "stable_ext"
+    shutil.copytree(PROJECTS / "stable_ext", root,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    shutil.copy2(stable_wheel, wheels / stable_wheel.name)
+    done = subprocess.run([sys.executable, "-m", "compatmatrix", "run", "--wheels", str(wheels)],
+                          cwd=root, capture_output=True, text=True, timeout=900,
+                          stdin=subprocess.DEVNULL)
+    records = [json.loads(p.read_text()) for p in (root / ".compatmatrix" / "results").glob(
+        "*.json")]
+    assert len(records) == 1, done.stdout + done.stderr
+    record = records[0]
+    assert record["status"] == "passed", (done.stdout + done.stderr)[-3000:]
+    assert record["artifact"]["origin"] == "given"
+    assert record["audit"]["torch_abi"]["verdict"] == STABLE
+    assert "build" not in record["durations"]
+    assert record["suites"]["unit"]["passed"] > 0

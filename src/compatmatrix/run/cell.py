@@ -649,7 +649,10 @@ class _CellRun:
 
     def check_running_torch(self) -> None:
         """A stable-ABI wheel built against another torch: its ELF dependencies against the
-        torch this cell runs (an audit finding, so the audit keeps every error)."""
+        torch this cell runs (an audit finding, so the audit keeps every error). A wheel
+        built elsewhere was audited against the running torch already."""
+        if self.given is not None:
+            return
         built = self.built.torch_version
         facts = read_torch_facts(self.venv_python)
         if (not self.stable_abi or self.built.wheel is None or facts.version is None
