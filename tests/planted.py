@@ -17,7 +17,16 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ext", NULL, -1, NUL
 #if defined(PLANT_BUILD_ERROR) && PY_MINOR_VERSION == 12
 #error "planted build error: this extension does not compile on Python 3.12"
 #endif
+#ifdef PLANT_C10
+/* c10::UndefinedTensorImpl::_singleton: code that reaches into torch's C++ API, whose ABI
+   holds for one torch minor only (the audit classifies the library torch-unstable) */
+extern char _ZN3c1019UndefinedTensorImpl10_singletonE;
+void *volatile planted_c10;
+#endif
 PyMODINIT_FUNC PyInit__ext(void) {
+#ifdef PLANT_C10
+    planted_c10 = &_ZN3c1019UndefinedTensorImpl10_singletonE;
+#endif
 #if defined(PLANT_SEGFAULT) && PY_MINOR_VERSION == 12
     raise(SIGSEGV);
 #endif
@@ -42,10 +51,17 @@ if importlib.util.find_spec("torch") is not None:
     major, minor = (int(p) for p in torch.__version__.split(".")[:2])
     bounded = f"torch>={{major}}.{{minor}},<{{major}}.{{minor + 1}}"
     requires = ["torch"] if PLANT == "torch-unbounded" else [bounded]
+link = {{}}
+if PLANT == "torch-unbounded" and importlib.util.find_spec("torch") is not None:
+    import os
+    import torch
+    macros.append(("PLANT_C10", "1"))  # built against this torch's C++ API
+    link = {{"library_dirs": [os.path.join(os.path.dirname(torch.__file__), "lib")],
+             "libraries": ["c10"]}}
 setup(
     name="planted", version="1.0", packages=["planted"],
     ext_modules=[Extension("planted._ext", ["planted/_ext.c"], define_macros=macros,
-                           py_limited_api=limited)],
+                           py_limited_api=limited, **link)],
     options={{"bdist_wheel": {{"py_limited_api": "cp39"}}}},
     install_requires=requires,
 )
@@ -95,7 +111,9 @@ def make_project(root: Path, plant: str, matrix_body: str) -> Path:
         addopts = ["--import-mode=importlib"]
         """))
     (pkg / "setup.py").write_text(SETUP_PY.format(plant=plant))
-    (pkg / "planted" / "__init__.py").write_text("")
+    (pkg / "planted" / "__init__.py").write_text(
+        "try:\n    import torch  # noqa: F401  (loads libc10.so, which _ext may need)\n"
+        "except ImportError:\n    pass\n" if plant == "torch-unbounded" else "")
     (pkg / "planted" / "_ext.c").write_text(EXT_C)
     (pkg / "checks" / "test_planted.py").write_text(TESTS_PY.format(plant=plant))
     matrix = root / "matrix.yaml"
