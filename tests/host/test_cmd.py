@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from compatmatrix.host import cmd
 
@@ -36,3 +42,25 @@ def test_error_lines_keep_the_cause_not_the_whole_log() -> None:
                  "ImportError: undefined symbol: _Z1fv\n")
     assert cmd.error_lines(traceback, 1, last=True) == ("ImportError: undefined symbol: _Z1fv",)
     assert cmd.error_lines("a\nb\nc\n", 2) == ("b", "c")  # nothing looks like an error
+
+
+def test_a_child_started_as_the_run_is_interrupted_is_killed_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C between the check that the run goes on and the child's registration: stop_all
+    did not see the child, which must not outlive the run (it once kept an interrupted run
+    waiting for a hanging test)."""
+    real = subprocess.Popen
+
+    def interrupted_while_starting(*args: Any, **kwargs: Any) -> Any:
+        proc = real(*args, **kwargs)
+        cmd.stop_all()  # the interrupt lands now, before run() registers proc
+        return proc
+
+    monkeypatch.setattr(cmd.subprocess, "Popen", interrupted_while_starting)
+    try:
+        start = time.monotonic()
+        result = cmd.run(["sleep", "60"], timeout=120)
+        assert time.monotonic() - start < 30
+        assert result.returncode == -signal.SIGKILL
+    finally:
+        cmd._STOPPED.clear()

@@ -101,6 +101,8 @@ def run(argv: Sequence[str], *, log: Path | None = None, cwd: Path | None = None
         _append(log, result.output)
         return result
     _register(proc, True)
+    if _STOPPED.is_set():  # interrupted while it started: stop_all did not see it
+        _kill_group(proc)
     try:
         data = input_text.encode("utf-8") if input_text is not None else None
         raw, timed_out, notes = _communicate(proc, data, timeout)
