@@ -73,6 +73,10 @@ def test_rerun_edit_test_edit_source(tmp_path: Path) -> None:
     assert not any(r.reused for r in forced.values())
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_interrupted_run_keeps_finished_records_and_resumes(tmp_path: Path) -> None:
     matrix = make_project(tmp_path, "none", """
@@ -85,7 +89,10 @@ def test_interrupted_run_keeps_finished_records_and_resumes(tmp_path: Path) -> N
     proc = subprocess.Popen(
         [sys.executable, "-m", "compatmatrix", "run", "--matrix", str(matrix), "--workdir",
          str(work), "--jobs", "1"], env={**os.environ, "PLANTED_HANG": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # as a terminal's Ctrl-C finds it, even where these tests run in the background
+        # (a shell starts background jobs with SIGINT ignored, and Python then keeps it so)
+        preexec_fn=_default_sigint)
     hanging = work / "logs" / "py3.12" / "suite-checks.log"
     deadline = time.monotonic() + 300
     while not (hanging.exists() and (work / "results" / "py3.11.json").exists()):
